@@ -1,0 +1,279 @@
+"""See backpropagation node by node: :func:`forward_backward`.
+
+For a learner: every node of the forward pass and every gradient of the
+backward pass of ``X W1 + b1 -> ReLU -> W2 + b2 -> softmax -> cross-entropy``,
+computed by the Numba kernels (``backend="numba"``) or by the plain NumPy
+reference (``backend="numpy"``). ``docs/backprop.md`` derives each formula.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from . import kernels as K
+from . import reference
+
+NODES = ("H0", "H1", "H2", "H3", "Z", "P")
+GRADIENTS = ("dZ", "dH3", "db2", "dW2", "dH2", "dH1", "dH0", "db1", "dW1", "dX")
+BACKENDS = ("numba", "numpy")
+
+
+class BackpropResult(Mapping):
+    """The loss, the nodes and the gradients of one forward and backward pass.
+
+    Every value is reachable as an attribute (``result.dW1``) and by key
+    (``result["dW1"]``); iterating gives the names in graph order:
+    ``loss``, the nodes ``H0 H1 H2 H3 Z P``, then the gradients
+    ``dZ dH3 db2 dW2 dH2 dH1 dH0 db1 dW1 dX``.
+
+    ``dH3`` is ``dZ`` and ``dH0`` is ``dH1``, the same arrays: the nodes
+    ``Z = H3 + b2`` and ``H1 = H0 + b1`` pass the gradient through unchanged,
+    so nothing is computed for them.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict):
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getitem__(self, name: str):
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("loss",) + NODES + GRADIENTS)
+
+    def __len__(self) -> int:
+        return 1 + len(NODES) + len(GRADIENTS)
+
+    def __getattr__(self, name: str):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("BackpropResult is read-only")
+
+    def __dir__(self):
+        return list(self) + ["keys", "items", "values", "get"]
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(
+            f"{k}{tuple(v.shape)}" for k, v in self._values.items() if k != "loss"
+        )
+        return f"BackpropResult(loss={self._values['loss']:.6g}, {shapes})"
+
+
+def _as_float_array(value, name, ndim, dtype=None):
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # pragma: no cover - numpy's own message is clear
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+            or arr.dtype == bool):
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def _check_inputs(X, y, W1, b1, W2, b2, sample_weight):
+    """Validate shapes and values; return fresh C-contiguous copies in one float dtype."""
+    arrays = {"X": X, "W1": W1, "b1": b1, "W2": W2, "b2": b2}
+    dims = {"X": 2, "W1": 2, "b1": 1, "W2": 2, "b2": 1}
+    checked = {k: _as_float_array(v, k, dims[k]) for k, v in arrays.items()}
+    # float32 only when every floating input is float32; otherwise float64
+    floats = [a.dtype for a in checked.values() if np.issubdtype(a.dtype, np.floating)]
+    dtype = np.float32 if floats and all(d == np.float32 for d in floats) else np.float64
+    # np.array(..., copy=True) so the caller's arrays are never the ones written to
+    X, W1, b1, W2, b2 = (np.array(checked[k], dtype=dtype, order="C") for k in arrays)
+    n, D = X.shape
+    if n == 0 or D == 0:
+        raise ValueError(f"X must have at least one row and one column, got shape {X.shape}")
+    if W1.shape[0] != D:
+        raise ValueError(f"W1 must have shape (n_features={D}, n_hidden), got {W1.shape}")
+    H = W1.shape[1]
+    if H == 0:
+        raise ValueError("W1 must have at least one column (hidden unit)")
+    if b1.shape != (H,):
+        raise ValueError(f"b1 must have shape ({H},) to match W1 {W1.shape}, got {b1.shape}")
+    if W2.shape[0] != H:
+        raise ValueError(f"W2 must have shape (n_hidden={H}, n_classes), got {W2.shape}")
+    C = W2.shape[1]
+    if C < 2:
+        raise ValueError(f"W2 must have at least 2 columns (classes), got {W2.shape}")
+    if b2.shape != (C,):
+        raise ValueError(f"b2 must have shape ({C},) to match W2 {W2.shape}, got {b2.shape}")
+
+    y_arr = np.asarray(y)
+    if y_arr.ndim == 1:
+        if y_arr.shape[0] != n:
+            raise ValueError(f"y has {y_arr.shape[0]} labels but X has {n} rows")
+        if not (np.issubdtype(y_arr.dtype, np.integer) or np.issubdtype(y_arr.dtype, np.floating)):
+            raise ValueError(f"y must hold integer class indices, got dtype {y_arr.dtype}")
+        if np.issubdtype(y_arr.dtype, np.floating):
+            if not np.all(np.isfinite(y_arr)):
+                raise ValueError("y contains NaN or infinity")
+            if not np.all(y_arr == np.round(y_arr)):
+                raise ValueError("y must hold integer class indices 0..C-1, got fractions")
+        bad = (y_arr < 0) | (y_arr >= C)
+        if np.any(bad):
+            raise ValueError(
+                f"y must hold class indices in 0..{C - 1} (W2 has {C} columns); "
+                f"got {y_arr[bad][0]!r}"
+            )
+        Y = np.zeros((n, C), dtype=dtype)
+        Y[np.arange(n), y_arr.astype(np.int64)] = 1
+    elif y_arr.ndim == 2:
+        Y = np.array(_as_float_array(y_arr, "y", 2), dtype=dtype, order="C")
+        if Y.shape != (n, C):
+            raise ValueError(f"y as a target matrix must have shape ({n}, {C}), got {Y.shape}")
+        if np.any(Y < 0):
+            raise ValueError("y as a target matrix must be non-negative (probabilities)")
+        if not np.allclose(Y.sum(axis=1), 1, atol=1e-4 if dtype == np.float32 else 1e-10):
+            raise ValueError("each row of the target matrix y must sum to 1")
+    else:
+        raise ValueError(f"y must be class indices (n,) or a target matrix (n, C), got {y_arr.shape}")
+
+    if sample_weight is None:
+        sw = np.ones(n, dtype=dtype)
+    else:
+        sw = np.array(_as_float_array(sample_weight, "sample_weight", 1), dtype=dtype)
+        if sw.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), got {sw.shape}")
+        if np.any(sw < 0) or sw.sum() <= 0:
+            raise ValueError("sample_weight must be non-negative with a positive sum")
+    return X, Y, W1, b1, W2, b2, sw
+
+
+def forward_backward(
+    X,
+    y,
+    W1,
+    b1,
+    W2,
+    b2,
+    *,
+    alpha: float = 0.0,
+    sample_weight=None,
+    activation: str = "relu",
+    backend: str = "numba",
+    blas: bool = False,
+) -> BackpropResult:
+    """Run one forward and backward pass and return every node and gradient.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Input rows.
+    y : array-like of shape (n_samples,) or (n_samples, n_classes)
+        Class indices ``0..n_classes-1``, or a target matrix whose rows are
+        one-hot or probabilities.
+    W1 : array-like of shape (n_features, n_hidden)
+        First layer weights.
+    b1 : array-like of shape (n_hidden,)
+        First layer bias.
+    W2 : array-like of shape (n_hidden, n_classes)
+        Second layer weights.
+    b2 : array-like of shape (n_classes,)
+        Second layer bias.
+    alpha : float, default=0.0
+        L2 penalty: the loss gains ``alpha / (2 n) (|W1|^2 + |W2|^2)``.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Per-sample weights; ``n`` above becomes their sum.
+    activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
+        Hidden activation.
+    backend : {"numba", "numpy"}, default="numba"
+        ``"numba"`` runs the package's kernels, ``"numpy"`` the plain reference.
+    blas : bool, default=False
+        With ``backend="numba"``, compute the matrix products through BLAS
+        instead of the Numba loops.
+
+    Returns
+    -------
+    result : BackpropResult
+        ``loss``, nodes ``H0 H1 H2 H3 Z P`` and gradients
+        ``dZ dH3 db2 dW2 dH2 dH1 dH0 db1 dW1 dX``. Arrays are float32 when every
+        floating input is float32, float64 otherwise. The inputs are not modified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import forward_backward
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(4, 3))
+    >>> r = forward_backward(X, [0, 1, 1, 0], rng.normal(size=(3, 5)), np.zeros(5),
+    ...                      rng.normal(size=(5, 2)), np.zeros(2))
+    >>> r.dW1.shape, r["db2"].shape
+    ((3, 5), (2,))
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if activation not in K.ACTIVATION_CODES:
+        raise ValueError(f"activation must be one of {tuple(K.ACTIVATION_CODES)}, got {activation!r}")
+    alpha = float(alpha)
+    if not np.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be a finite non-negative number, got {alpha!r}")
+    X, Y, W1, b1, W2, b2, sw = _check_inputs(X, y, W1, b1, W2, b2, sample_weight)
+    if backend == "numpy":
+        values = reference.forward_backward(
+            X, Y, W1, b1, W2, b2, alpha=alpha, sample_weight=sw, activation=activation
+        )
+        values["loss"] = float(values["loss"])
+        return BackpropResult(values)
+    return BackpropResult(_numba_forward_backward(X, Y, W1, b1, W2, b2, sw, alpha, activation, blas))
+
+
+def _numba_forward_backward(X, Y, W1, b1, W2, b2, sw, alpha, activation, blas):
+    """Every node and gradient through the kernels, one kernel per node."""
+    n, D = X.shape
+    H, C = W2.shape
+    dt = X.dtype.type
+    act = K.ACTIVATION_CODES[activation]
+    linear = K.linear_forward_blas if blas else K.linear_forward
+    weight_grad = K.weight_grad_blas if blas else K.weight_grad
+    input_grad = K.input_grad_blas if blas else K.input_grad
+    S = sw.sum(dtype=np.float64)
+    reg = dt(alpha / S)
+
+    H0 = np.empty((n, H), X.dtype)
+    H1 = np.empty((n, H), X.dtype)
+    H2 = np.empty((n, H), X.dtype)
+    H3 = np.empty((n, C), X.dtype)
+    Z = np.empty((n, C), X.dtype)
+    P = np.empty((n, C), X.dtype)
+    dZ = np.empty((n, C), X.dtype)
+    linear(X, W1, np.zeros(H, X.dtype), H0)  # H0 = X W1            (n, H)
+    K.bias_activation_forward(H0, b1, act, H1, H2)  # H1 = H0 + b1, H2 = act(H1)
+    linear(H2, W2, np.zeros(C, X.dtype), H3)  # H3 = H2 W2        (n, C)
+    K.bias_activation_forward(H3, b2, K.IDENTITY, Z, Z)  # Z = H3 + b2 (n, C)
+    ce = K.softmax_cross_entropy(Z, Y, sw, dt(1.0 / S), P, dZ)
+    penalty = alpha / (2 * S) * (np.dot(W1.ravel(), W1.ravel()) + np.dot(W2.ravel(), W2.ravel()))
+
+    dH3 = dZ  # identity: Z = H3 + b2
+    db2 = np.empty(C, X.dtype)
+    K.bias_grad(dZ, db2)  # column sums             (C,)
+    dW2 = np.empty((H, C), X.dtype)
+    weight_grad(H2, dH3, W2, reg, dW2)  # H2ᵀ dH3 + reg W2  (H, C)
+    dH2 = np.empty((n, H), X.dtype)
+    input_grad(dH3, W2, dH2)  # dH3 W2ᵀ            (n, H)
+    dH1 = np.empty((n, H), X.dtype)
+    K.activation_backward(dH2, H1, H2, act, dH1)  # dH2 * act'(H1)  (n, H)
+    dH0 = dH1  # identity: H1 = H0 + b1
+    db1 = np.empty(H, X.dtype)
+    K.bias_grad(dH1, db1)  # (H,)
+    dW1 = np.empty((D, H), X.dtype)
+    weight_grad(X, dH0, W1, reg, dW1)  # Xᵀ dH0 + reg W1  (D, H)
+    dX = np.empty((n, D), X.dtype)
+    input_grad(dH0, W1, dX)  # dH0 W1ᵀ                  (n, D)
+    return {
+        "loss": float(ce + penalty), "H0": H0, "H1": H1, "H2": H2, "H3": H3, "Z": Z, "P": P,
+        "dZ": dZ, "dH3": dH3, "db2": db2, "dW2": dW2, "dH2": dH2, "dH1": dH1, "dH0": dH0,
+        "db1": db1, "dW1": dW1, "dX": dX,
+    }

@@ -1,0 +1,408 @@
+"""Numba kernels, one per node of the graph, float32 and float64.
+
+Every kernel writes into a preallocated ``out`` buffer passed last and allocates
+nothing. Loops over the batch use ``numba.prange``; each kernel is compiled twice
+from one loop (:func:`fastmlp._jit.serial_and_parallel`): the plain name runs in
+parallel, the ``_serial`` twin runs on the calling thread (cheaper for tiny
+batches, and the building block when the caller is already parallel).
+
+Names follow the graph of ``DESIGN.md``::
+
+    X --linear_forward--> H1 --activation--> H2 --linear_forward--> Z
+      --softmax_cross_entropy--> loss, P, dZ
+    dZ --bias_grad--> db2     dZ, H2 --weight_grad--> dW2
+    dZ --input_grad--> dH2 --relu_backward--> dH1 --bias_grad--> db1 ...
+
+The matrix products come in two paths: Numba loops parallel over the batch
+(``linear_forward``, ``weight_grad``, ``input_grad``) and BLAS reached through
+``np.dot`` inside compiled code (``*_blas``). Both are tested against the NumPy
+reference; the solver picks one per shape by measurement.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, serial_and_parallel
+
+# Codes of the hidden activation, as passed to compiled code.
+RELU, TANH, LOGISTIC, IDENTITY = 0, 1, 2, 3
+ACTIVATION_CODES = {"relu": RELU, "tanh": TANH, "logistic": LOGISTIC, "identity": IDENTITY}
+
+# Width of a block of columns handled by one thread in column-parallel kernels:
+# 16 float32 or 8 float64 fill a 64-byte cache line, so threads never share one.
+_COLUMN_BLOCK = 16
+
+
+# --------------------------------------------------------------------------- forward
+def _linear_forward(X, W, b, out):
+    """out = X W + b.
+
+    .. math:: H_1 = X W_1 + \\mathbf{1} b_1^\\top
+
+    The bias is broadcast over the n rows by starting each output row from ``b``.
+    Loop order i-k-j keeps the innermost loop contiguous in ``W`` and ``out``.
+    """
+    n, D = X.shape
+    H = W.shape[1]
+    for i in prange(n):
+        for j in range(H):
+            out[i, j] = b[j]
+        for k in range(D):
+            a = X[i, k]
+            for j in range(H):
+                out[i, j] += a * W[k, j]  # (n, H)
+
+
+linear_forward_serial, linear_forward = serial_and_parallel(_linear_forward)
+
+
+@jit
+def linear_forward_blas(X, W, b, out):
+    """out = X W + b through BLAS (``np.dot`` in compiled code)."""
+    np.dot(X, W, out)
+    n, H = out.shape
+    for i in range(n):
+        for j in range(H):
+            out[i, j] += b[j]
+
+
+def _relu_forward(H1, out):
+    """out = max(0, H1), elementwise.
+
+    .. math:: H_2 = \\max(0, H_1)
+    """
+    n, H = H1.shape
+    for i in prange(n):
+        for j in range(H):
+            v = H1[i, j]
+            out[i, j] = v if v > 0 else v * 0
+
+
+relu_forward_serial, relu_forward = serial_and_parallel(_relu_forward)
+
+
+def _activation_forward(H1, activation, out):
+    """out = act(H1) for the activation code ``activation`` (RELU, TANH, ...)."""
+    n, H = H1.shape
+    one = H1.dtype.type(1)
+    for i in prange(n):
+        for j in range(H):
+            v = H1[i, j]
+            if activation == RELU:
+                out[i, j] = v if v > 0 else v * 0
+            elif activation == TANH:
+                out[i, j] = np.tanh(v)
+            elif activation == LOGISTIC:
+                out[i, j] = one / (one + np.exp(-v))
+            else:
+                out[i, j] = v
+
+
+activation_forward_serial, activation_forward = serial_and_parallel(_activation_forward)
+
+
+def _bias_activation_forward(H0, b, activation, H1, out):
+    """Fused bias and activation: H1 = H0 + b, out = act(H1).
+
+    ``H0`` and ``H1`` may be the same array (the bias is then added in place).
+    """
+    n, H = H0.shape
+    one = H0.dtype.type(1)
+    for i in prange(n):
+        for j in range(H):
+            v = H0[i, j] + b[j]
+            H1[i, j] = v
+            if activation == RELU:
+                out[i, j] = v if v > 0 else v * 0
+            elif activation == TANH:
+                out[i, j] = np.tanh(v)
+            elif activation == LOGISTIC:
+                out[i, j] = one / (one + np.exp(-v))
+            else:
+                out[i, j] = v
+
+
+bias_activation_forward_serial, bias_activation_forward = serial_and_parallel(
+    _bias_activation_forward
+)
+
+
+# ------------------------------------------------------------------- loss and dZ
+def _softmax_cross_entropy(Z, Y, sw, scale, P, dZ):
+    """Softmax, cross-entropy and its gradient in one pass over the rows.
+
+    Returns ``scale * sum_i sw_i CE_i`` and writes ``P = softmax(Z)`` and
+    ``dZ = scale * sw_i (P - Y)``; with ``scale = 1/sum(sw)`` this is the
+    weighted mean loss and its gradient.
+
+    .. math:: \\partial L / \\partial Z = (P - Y) / n
+
+    Softmax followed by cross-entropy has this simple gradient because
+    ``dCE/dz_c = -y_c + p_c sum_k y_k`` and each target row sums to one. The
+    loss is ``sum_c y_c (lse(z) - z_c)`` with the log-sum-exp shifted by the row
+    maximum, so logits of +-1e3 give finite values. ``P`` may alias ``Z``.
+    """
+    n, C = Z.shape
+    total = 0.0
+    for i in prange(n):
+        m = Z[i, 0]
+        for c in range(1, C):
+            if Z[i, c] > m:
+                m = Z[i, c]
+        s = Z.dtype.type(0)
+        for c in range(C):
+            s += np.exp(Z[i, c] - m)
+        lse = m + np.log(s)
+        ce = Z.dtype.type(0)
+        w = sw[i] * scale
+        for c in range(C):
+            y = Y[i, c]
+            z = Z[i, c]
+            ce += y * (lse - z)
+            p = np.exp(z - lse)
+            P[i, c] = p
+            dZ[i, c] = w * (p - y)  # (n, C)
+        total += w * ce
+    return total
+
+
+softmax_cross_entropy_serial, softmax_cross_entropy = serial_and_parallel(
+    _softmax_cross_entropy
+)
+
+
+def _sigmoid_cross_entropy(Z, Y, sw, scale, P, dZ):
+    """Sigmoid, binary cross-entropy summed over outputs, and its gradient.
+
+    The binary and multilabel twin of :func:`softmax_cross_entropy`: per element
+    ``-y log s(z) - (1-y) log(1-s(z)) = softplus(z) - y z`` and, for the same
+    reason as the softmax, ``dZ = scale * sw_i (P - Y)``.
+
+    .. math:: \\partial L / \\partial Z = (\\sigma(Z) - Y) / n
+    """
+    n, C = Z.shape
+    total = 0.0
+    one = Z.dtype.type(1)
+    zero = Z.dtype.type(0)
+    for i in prange(n):
+        ce = zero
+        w = sw[i] * scale
+        for c in range(C):
+            z = Z[i, c]
+            y = Y[i, c]
+            # softplus(z) = max(z, 0) + log1p(exp(-|z|)), finite for any z
+            az = z if z > 0 else -z
+            ce += (z if z > 0 else zero) + np.log1p(np.exp(-az)) - y * z
+            if z >= 0:
+                p = one / (one + np.exp(-z))
+            else:
+                e = np.exp(z)
+                p = e / (one + e)
+            P[i, c] = p
+            dZ[i, c] = w * (p - y)
+        total += w * ce
+    return total
+
+
+sigmoid_cross_entropy_serial, sigmoid_cross_entropy = serial_and_parallel(
+    _sigmoid_cross_entropy
+)
+
+
+# -------------------------------------------------------------------- backward
+def _bias_grad(G, out):
+    """out = column sums of G.
+
+    .. math:: \\partial L / \\partial b = \\mathbf{1}^\\top G
+
+    The bias was broadcast over the n rows, so each row contributes to its
+    gradient once. Parallel over blocks of columns (no shared writes).
+    """
+    n, H = G.shape
+    nblocks = (H + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
+    for blk in prange(nblocks):
+        lo = blk * _COLUMN_BLOCK
+        hi = min(lo + _COLUMN_BLOCK, H)
+        for j in range(lo, hi):
+            out[j] = 0
+        for i in range(n):
+            for j in range(lo, hi):
+                out[j] += G[i, j]
+
+
+bias_grad_serial, bias_grad = serial_and_parallel(_bias_grad)
+
+
+def _relu_backward(dH2, H1, out):
+    """out = dH2 * 1[H1 > 0], elementwise: the ReLU's Jacobian is diagonal.
+
+    .. math:: \\partial L / \\partial H_1 = \\partial L / \\partial H_2 \\odot \\mathbf{1}[H_1 > 0]
+    """
+    n, H = dH2.shape
+    for i in prange(n):
+        for j in range(H):
+            out[i, j] = dH2[i, j] if H1[i, j] > 0 else dH2[i, j] * 0
+
+
+relu_backward_serial, relu_backward = serial_and_parallel(_relu_backward)
+
+
+def _activation_backward(dH2, H1, H2, activation, out):
+    """out = dH2 * act'(H1), elementwise (``activation`` is an activation code)."""
+    n, H = dH2.shape
+    one = dH2.dtype.type(1)
+    for i in prange(n):
+        for j in range(H):
+            g = dH2[i, j]
+            if activation == RELU:
+                out[i, j] = g if H1[i, j] > 0 else g * 0
+            elif activation == TANH:
+                h = H2[i, j]
+                out[i, j] = g * (one - h * h)
+            elif activation == LOGISTIC:
+                h = H2[i, j]
+                out[i, j] = g * h * (one - h)
+            else:
+                out[i, j] = g
+
+
+activation_backward_serial, activation_backward = serial_and_parallel(_activation_backward)
+
+
+def _hidden_backward(dZ, W2, H1, H2, activation, dH1):
+    """Fused ``dH1 = (dZ W2ᵀ) * act'(H1)``: dH2 is never stored.
+
+    Parallel over the batch; each row of ``dH2`` is a set of short dot products
+    with the rows of ``W2`` and is masked as soon as it is formed.
+    """
+    n, C = dZ.shape
+    H = W2.shape[0]
+    one = dZ.dtype.type(1)
+    for i in prange(n):
+        for j in range(H):
+            g = dZ.dtype.type(0)
+            for c in range(C):
+                g += dZ[i, c] * W2[j, c]
+            if activation == RELU:
+                dH1[i, j] = g if H1[i, j] > 0 else g * 0
+            elif activation == TANH:
+                h = H2[i, j]
+                dH1[i, j] = g * (one - h * h)
+            elif activation == LOGISTIC:
+                h = H2[i, j]
+                dH1[i, j] = g * h * (one - h)
+            else:
+                dH1[i, j] = g
+
+
+hidden_backward_serial, hidden_backward = serial_and_parallel(_hidden_backward)
+
+
+def _weight_grad(A, G, W, reg, out):
+    """out = Aᵀ G + reg * W.
+
+    .. math:: \\partial L / \\partial W = A^\\top G + (\\alpha / n) W
+
+    ``A`` is the layer input (n, D), ``G`` the gradient at its output (n, H), so
+    ``out`` is (D, H): the transpose and the order are what make the shapes
+    agree. Parallel over blocks of rows of ``out`` (each a block of A's
+    columns), walking the batch inside so both A and G are read row-contiguously.
+    """
+    n, D = A.shape
+    H = G.shape[1]
+    nblocks = (D + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
+    for blk in prange(nblocks):
+        lo = blk * _COLUMN_BLOCK
+        hi = min(lo + _COLUMN_BLOCK, D)
+        for k in range(lo, hi):
+            for j in range(H):
+                out[k, j] = reg * W[k, j]
+        for i in range(n):
+            for k in range(lo, hi):
+                a = A[i, k]
+                for j in range(H):
+                    out[k, j] += a * G[i, j]  # (D, H)
+
+
+weight_grad_serial, weight_grad = serial_and_parallel(_weight_grad)
+
+
+@jit
+def weight_grad_blas(A, G, W, reg, out):
+    """out = Aᵀ G + reg * W through BLAS."""
+    np.dot(A.T, G, out)
+    D, H = out.shape
+    for k in range(D):
+        for j in range(H):
+            out[k, j] += reg * W[k, j]
+
+
+def _input_grad(G, W, out):
+    """out = G Wᵀ: the gradient flowing back to a layer's input.
+
+    .. math:: \\partial L / \\partial X = G W^\\top
+
+    ``G`` is (n, H), ``W`` (D, H), ``out`` (n, D): each entry is a dot product of
+    two contiguous rows. Parallel over the batch.
+    """
+    n, H = G.shape
+    D = W.shape[0]
+    for i in prange(n):
+        for k in range(D):
+            acc = G.dtype.type(0)
+            for j in range(H):
+                acc += G[i, j] * W[k, j]
+            out[i, k] = acc  # (n, D)
+
+
+input_grad_serial, input_grad = serial_and_parallel(_input_grad)
+
+
+@jit
+def input_grad_blas(G, W, out):
+    """out = G Wᵀ through BLAS."""
+    np.dot(G, W.T, out)
+
+
+# --------------------------------------------------------------------- updates
+@jit
+def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
+    """SGD with momentum, in place, on flat views: scikit-learn's rule.
+
+    ``v = momentum v - lr g``; then ``p += v``, or ``p += momentum v - lr g``
+    with Nesterov's momentum.
+    """
+    p = param.reshape(-1)
+    g = grad.reshape(-1)
+    v = velocity.reshape(-1)
+    for t in range(p.size):
+        vt = momentum * v[t] - learning_rate * g[t]
+        v[t] = vt
+        if nesterov:
+            p[t] += momentum * vt - learning_rate * g[t]
+        else:
+            p[t] += vt
+
+
+@jit
+def adam_update(param, grad, m, v, step_size, beta_1, beta_2, epsilon):
+    """Adam, in place, on flat views: scikit-learn's rule.
+
+    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
+    ``p -= step_size m / (sqrt(v) + eps)`` where the caller folds the bias
+    correction into ``step_size = lr sqrt(1 - b2^t) / (1 - b1^t)``.
+    """
+    p = param.reshape(-1)
+    g = grad.reshape(-1)
+    mm = m.reshape(-1)
+    vv = v.reshape(-1)
+    one = p.dtype.type(1)
+    for t in range(p.size):
+        gt = g[t]
+        mt = beta_1 * mm[t] + (one - beta_1) * gt
+        vt = beta_2 * vv[t] + (one - beta_2) * gt * gt
+        mm[t] = mt
+        vv[t] = vt
+        p[t] -= step_size * mt / (np.sqrt(vt) + epsilon)
