@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import struct
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -488,27 +489,37 @@ def _features(values, where: str) -> np.ndarray:
     return X
 
 
-def _load_npz(path: Path) -> Dataset:
+# what np.load and reading an .npz member raise on a damaged or foreign file
+_NPZ_ERRORS = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile)
+
+
+def _npz_arrays(path: Path, npz) -> list:
+    """Return ``[X_train, y_train, X_test, y_test]`` from an open archive (``None`` if absent)."""
+    keys = set(npz.files)
+    if {"X_train", "y_train", "X_test", "y_test"} <= keys:
+        names = ("X_train", "y_train", "X_test", "y_test")
+    elif "X" in keys:
+        names = ("X", "y" if "y" in keys else None, None, None)
+    else:
+        raise ValueError(
+            f"{path}: expected arrays X (and y), or X_train, y_train, X_test, y_test; "
+            f"found {sorted(keys)}"
+        )
     try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zlib.error, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
-    with npz:
-        keys = set(npz.files)
+        return [None if k is None else npz[k] for k in names]
+    except _NPZ_ERRORS as exc:
+        raise ValueError(f"{path}: corrupt .npz member ({exc})") from None
+
+
+def _load_npz(path: Path) -> Dataset:
+    with open(path, "rb") as fh:  # our handle, so a failed np.load leaks nothing
         try:
-            if {"X_train", "y_train", "X_test", "y_test"} <= keys:
-                arrays = [npz[k] for k in ("X_train", "y_train", "X_test", "y_test")]
-            elif "X" in keys:
-                arrays = [npz["X"], npz["y"] if "y" in keys else None, None, None]
-            else:
-                raise ValueError(
-                    f"{path}: expected arrays X (and y), or X_train, y_train, X_test, y_test; "
-                    f"found {sorted(keys)}"
-                )
-        except (ValueError, zlib.error, EOFError, OSError) as exc:
-            if str(exc).startswith(str(path)):
-                raise
-            raise ValueError(f"{path}: corrupt .npz member ({exc})") from None
+            npz = np.load(fh, allow_pickle=False)
+        except _NPZ_ERRORS as exc:
+            raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: a single .npy array, expected an .npz archive")
+        arrays = _npz_arrays(path, npz)
     X_train, y_train, X_test, y_test = arrays
     X_train = _features(X_train, f"{path} [X]")
     y_train = None if y_train is None else _labels(y_train, f"{path} [y]")
@@ -544,11 +555,15 @@ def _load_csv(path: Path, label_column) -> Dataset:
     if not rows:
         raise ValueError(f"{path}: empty CSV file")
     header = None
-    if not all(_is_number(c) for c in rows[0]) and len(rows) > 1:
-        # a first row with a non-number is a header when the second row has fewer
-        non_numbers = sum(not _is_number(c) for c in rows[0])
-        if non_numbers > sum(not _is_number(c) for c in rows[1]):
-            header, rows = [c.strip() for c in rows[0]], rows[1:]
+    # The first row is a header when it has text in a column where the next rows
+    # (up to 10) all hold numbers.
+    following = rows[1:11]
+    if following and any(
+        not _is_number(c)
+        and all(j < len(r) and _is_number(r[j]) for r in following)
+        for j, c in enumerate(rows[0])
+    ):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
     width = len(rows[0])
     for i, row in enumerate(rows):
         if len(row) != width:
@@ -604,6 +619,9 @@ def load_file(path, *, label_column=-1) -> Dataset:
         raise ValueError(f"{path}: is a directory, expected a .npz or CSV file")
     with open(path, "rb") as f:
         head = f.read(4)
+    if head == b"\x93NUM":
+        raise ValueError(f"{path}: a single .npy array; save features and labels together "
+                         "with numpy.savez(path, X=X, y=y)")
     if path.suffix.lower() == ".npz" or head == b"PK\x03\x04":
         return _load_npz(path)
     return _load_csv(path, label_column)

@@ -1,0 +1,415 @@
+"""Tests of fastmlp.datasets: IDX reader, Fashion-MNIST search order, shipped sample, files."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from fastmlp import datasets as ds
+
+SAMPLE_SHA256 = {
+    "t10k-images-idx3-ubyte.gz":
+        "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    "t10k-labels-idx1-ubyte.gz":
+        "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    "train-10k-images-idx3-ubyte.gz":
+        "9a11a1bc2396df51fe3f05eaad050a679adbf06587a44844eb8affc77cbbfc3a",
+    "train-10k-labels-idx1-ubyte.gz":
+        "f10c495dacdfd3df824e9cc7bb3f0aa5297dca3ac029018d92e6a371176077d2",
+}
+needs_debian = pytest.mark.skipif(
+    not (ds.DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file(),
+    reason=f"full Fashion-MNIST not installed at {ds.DEBIAN_DIR} "
+    "(apt-get install dataset-fashion-mnist)",
+)
+
+
+def idx_bytes(arr, code=0x08):
+    """Craft IDX bytes by hand, independently of write_idx."""
+    arr = np.asarray(arr)
+    big = {0x08: ">u1", 0x0B: ">i2", 0x0D: ">f4", 0x0E: ">f8"}[code]
+    head = struct.pack(">HBB", 0, code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    return head + arr.astype(big).tobytes()
+
+
+def make_fashion_dir(path, n_train=6, n_test=4, pixels=(3, 2), names=None):
+    """A tiny Fashion-MNIST-shaped directory; returns the arrays written."""
+    rng = np.random.default_rng(1)
+    path.mkdir(parents=True, exist_ok=True)
+    Xtr = rng.integers(0, 256, size=(n_train, *pixels), dtype=np.uint8)
+    ytr = (np.arange(n_train) % 3).astype(np.uint8)
+    Xte = rng.integers(0, 256, size=(n_test, *pixels), dtype=np.uint8)
+    yte = (np.arange(n_test) % 3).astype(np.uint8)
+    names = names or ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                      "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    for name, arr in zip(names, (Xtr, ytr, Xte, yte), strict=True):
+        data = idx_bytes(arr)
+        (path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return Xtr, ytr, Xte, yte
+
+
+# ------------------------------------------------------------------------------ IDX
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize(
+    "arr,code",
+    [
+        (np.arange(24, dtype=np.uint8).reshape(2, 3, 4), 0x08),
+        (np.array([1, -2, 300], dtype=np.int16), 0x0B),
+        (np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2), 0x0D),
+        (np.array([[np.pi]]), 0x0E),
+    ],
+)
+def test_read_idx_good(tmp_path, arr, code, gz):
+    data = idx_bytes(arr, code)
+    f = tmp_path / "a.idx"
+    f.write_bytes(gzip.compress(data) if gz else data)
+    out = ds.read_idx(f)
+    assert out.shape == arr.shape
+    assert out.dtype == arr.dtype.newbyteorder("=")
+    np.testing.assert_array_equal(out, arr)
+    out[...] = 0  # a writable copy, not a view of the file's bytes
+
+
+def test_write_idx_round_trip_and_deterministic(tmp_path):
+    arr = np.arange(60, dtype=np.uint8).reshape(5, 12)
+    a = ds.write_idx(tmp_path / "a-idx2-ubyte.gz", arr)
+    b = ds.write_idx(tmp_path / "b-idx2-ubyte.gz", arr)
+    assert a.read_bytes() == b.read_bytes()  # no time stamp, no file name in the header
+    assert gzip.decompress(a.read_bytes()) == idx_bytes(arr)
+    np.testing.assert_array_equal(ds.read_idx(a), arr)
+    raw = ds.write_idx(tmp_path / "raw.idx", arr.astype(np.float64))
+    assert raw.read_bytes() == idx_bytes(arr.astype(np.float64), 0x0E)
+    with pytest.raises(ValueError, match="cannot hold dtype"):
+        ds.write_idx(tmp_path / "c.idx", np.array([1 + 2j]))
+
+
+def test_read_idx_wrong_magic(tmp_path):
+    f = tmp_path / "not-idx.bin"
+    f.write_bytes(b"\x12\x34\x08\x01" + b"\x00" * 8)
+    with pytest.raises(ValueError, match=r"not-idx\.bin: not an IDX file \(magic number 0x1234"):
+        ds.read_idx(f)
+
+
+def test_read_idx_unknown_type_and_zero_dims(tmp_path):
+    f = tmp_path / "odd.idx"
+    f.write_bytes(b"\x00\x00\x07\x01\x00\x00\x00\x01\x05")
+    with pytest.raises(ValueError, match=r"odd\.idx: unknown IDX type code 0x07"):
+        ds.read_idx(f)
+    f.write_bytes(b"\x00\x00\x08\x00")
+    with pytest.raises(ValueError, match=r"odd\.idx: IDX header has 0 dimensions"):
+        ds.read_idx(f)
+
+
+def test_read_idx_truncated(tmp_path):
+    data = idx_bytes(np.zeros((4, 5), np.uint8))
+    f = tmp_path / "short.idx"
+    f.write_bytes(data[:-3])
+    with pytest.raises(ValueError, match=r"short\.idx: truncated IDX data.*\(4, 5\).*20 bytes.*17"):
+        ds.read_idx(f)
+    f.write_bytes(data[:6])  # cut inside the dimensions
+    with pytest.raises(ValueError, match=r"short\.idx: truncated IDX header"):
+        ds.read_idx(f)
+    f.write_bytes(data[:2])
+    with pytest.raises(ValueError, match=r"short\.idx: not an IDX file \(only 2 bytes"):
+        ds.read_idx(f)
+
+
+def test_read_idx_bad_dims_extra_data(tmp_path):
+    f = tmp_path / "long.idx"
+    f.write_bytes(idx_bytes(np.zeros((2, 2), np.uint8)) + b"\x00")
+    with pytest.raises(ValueError, match=r"long\.idx: IDX data longer than its header says"):
+        ds.read_idx(f)
+
+
+def test_read_idx_truncated_gzip(tmp_path):
+    z = gzip.compress(idx_bytes(np.arange(1000, dtype=np.uint8) % 7))
+    f = tmp_path / "cut.gz"
+    f.write_bytes(z[: len(z) // 2])
+    with pytest.raises(ValueError, match=r"cut\.gz: corrupt or truncated gzip data"):
+        ds.read_idx(f)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST search
+def test_explicit_path_loads_and_scales(tmp_path):
+    Xtr, ytr, Xte, yte = make_fashion_dir(tmp_path / "fm")
+    data = ds.load_fashion_mnist(tmp_path / "fm")
+    assert data.source == "path"
+    X_train, y_train, X_test, y_test = data  # unpacks like a tuple
+    assert X_train.dtype == np.float32 and X_train.shape == (6, 6)
+    assert y_train.dtype == np.int64
+    np.testing.assert_allclose(X_train, Xtr.reshape(6, -1) / 255, rtol=1e-6)
+    np.testing.assert_array_equal(y_test, yte)
+    assert X_test.min() >= 0 and X_test.max() <= 1
+    assert data.files["train_images"].name == "train-images-idx3-ubyte.gz"
+
+
+def test_raw_idx_names_are_found(tmp_path):
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    make_fashion_dir(tmp_path, names=names)
+    data = ds.load_fashion_mnist(tmp_path)
+    assert data.X_train.shape == (6, 6)
+    assert data.files["test_labels"].name == "t10k-labels-idx1-ubyte"
+
+
+def test_mismatched_counts_name_both_files(tmp_path):
+    make_fashion_dir(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(idx_bytes(np.zeros(5, np.uint8)))
+    )
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz holds 6 images but "
+                       r".*train-labels-idx1-ubyte\.gz holds 5 labels"):
+        ds.load_fashion_mnist(tmp_path)
+
+
+def test_corrupt_file_in_dir_named(tmp_path):
+    make_fashion_dir(tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"garbage!")
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz: not an IDX file"):
+        ds.load_fashion_mnist(tmp_path)
+
+
+def test_search_order_env_then_debian_then_sample(tmp_path, monkeypatch):
+    env_dir, deb_dir, sample_dir = tmp_path / "env", tmp_path / "deb", tmp_path / "sample"
+    make_fashion_dir(env_dir, n_train=3)
+    make_fashion_dir(deb_dir, n_train=6)
+    make_fashion_dir(sample_dir, n_train=9, names=[
+        "train-10k-images-idx3-ubyte.gz", "train-10k-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"])
+    given = tmp_path / "given"
+    make_fashion_dir(given, n_train=12)
+    monkeypatch.setattr(ds, "DEBIAN_DIR", deb_dir)
+    monkeypatch.setattr(ds, "SAMPLE_DIR", sample_dir)
+    monkeypatch.setenv("FASTMLP_DATA", str(env_dir))
+
+    d = ds.load_fashion_mnist(given)
+    assert (d.source, d.X_train.shape[0]) == ("path", 12)
+    d = ds.load_fashion_mnist()
+    assert (d.source, d.X_train.shape[0]) == ("env", 3)
+    monkeypatch.delenv("FASTMLP_DATA")
+    d = ds.load_fashion_mnist()
+    assert (d.source, d.X_train.shape[0], d.location) == ("debian", 6, str(deb_dir))
+    shutil.rmtree(deb_dir)
+    d = ds.load_fashion_mnist()
+    assert (d.source, d.X_train.shape[0]) == ("sample", 9)
+    assert "sample" in d.name
+    make_fashion_dir(deb_dir, n_train=6)
+    assert ds.load_fashion_mnist(sample=True).source == "sample"
+    shutil.rmtree(sample_dir)
+    shutil.rmtree(deb_dir)
+    with pytest.raises(ValueError, match="Fashion-MNIST not found: looked in .*deb.*sample"):
+        ds.load_fashion_mnist()
+
+
+def test_explicit_or_env_path_without_files_is_an_error(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty \(given path\) does not hold the Fashion-MNIST"):
+        ds.load_fashion_mnist(tmp_path / "empty")
+    monkeypatch.setenv("FASTMLP_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=r"nowhere \(\$FASTMLP_DATA\) does not hold"):
+        ds.load_fashion_mnist()
+
+
+# ---------------------------------------------------------------------- shipped sample
+@pytest.mark.parametrize("name", sorted(SAMPLE_SHA256))
+def test_shipped_sample_checksums(name):
+    assert ds.sha256_file(ds.SAMPLE_DIR / name) == SAMPLE_SHA256[name]
+
+
+def test_shipped_sha256sums_file_and_readme_agree():
+    listed = dict(
+        reversed(line.split()) for line in (ds.SAMPLE_DIR / "SHA256SUMS").read_text().splitlines()
+    )
+    assert listed == SAMPLE_SHA256
+    readme = (ds.SAMPLE_DIR.parent / "README.md").read_text()
+    for name, digest in SAMPLE_SHA256.items():
+        assert f"{digest}  {name}" in readme
+
+
+def test_shipped_sample_shapes_labels_balance(monkeypatch):
+    monkeypatch.delenv("FASTMLP_DATA", raising=False)
+    data = ds.load_fashion_mnist(sample=True)
+    assert data.source == "sample"
+    assert data.X_train.shape == (10_000, 784) and data.X_test.shape == (10_000, 784)
+    assert data.X_train.dtype == np.float32 and data.y_train.dtype == np.int64
+    for X in (data.X_train, data.X_test):
+        assert X.min() == 0.0 and X.max() == 1.0
+    np.testing.assert_array_equal(np.bincount(data.y_train), np.full(10, 1000))
+    np.testing.assert_array_equal(np.bincount(data.y_test), np.full(10, 1000))
+    assert data.class_names[0] == "T-shirt/top" and len(data.class_names) == 10
+    # real images: no two train images are the same, and the classes differ on average
+    assert np.unique(data.X_train[:2000], axis=0).shape[0] == 2000
+    means = np.stack([data.X_train[data.y_train == c].mean(0) for c in range(10)])
+    assert np.abs(means[1] - means[8]).max() > 0.3  # trousers vs bags
+
+
+def test_max_train_max_test_stratified(monkeypatch):
+    data = ds.load_fashion_mnist(sample=True, max_train=500, max_test=200, seed=3)
+    assert data.X_train.shape == (500, 784) and data.X_test.shape == (200, 784)
+    np.testing.assert_array_equal(np.bincount(data.y_train), np.full(10, 50))
+    np.testing.assert_array_equal(np.bincount(data.y_test), np.full(10, 20))
+
+
+def test_stratified_indices():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    idx = ds.stratified_indices(y, 10, seed=0)
+    assert np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(np.bincount(y[idx]), [5, 3, 2])
+    idx7 = ds.stratified_indices(y, 7, seed=0)  # 3.5, 2.1, 1.4 -> 3 + 2 + 1, remainder to 0
+    np.testing.assert_array_equal(np.bincount(y[idx7]), [4, 2, 1])
+    np.testing.assert_array_equal(idx, ds.stratified_indices(y, 10, seed=0))
+    assert not np.array_equal(idx, ds.stratified_indices(y, 10, seed=1))
+    with pytest.raises(ValueError, match="n must be in 1..100"):
+        ds.stratified_indices(y, 101)
+
+
+def test_make_sample_from_a_crafted_source(tmp_path):
+    src = tmp_path / "src"
+    Xtr, ytr, Xte, yte = make_fashion_dir(src, n_train=30, n_test=4)
+    sums = ds.make_fashion_mnist_sample(src, tmp_path / "out", n_train=9, seed=0)
+    out = tmp_path / "out"
+    assert sorted(sums) == sorted(SAMPLE_SHA256)
+    assert (out / "t10k-images-idx3-ubyte.gz").read_bytes() == (
+        src / "t10k-images-idx3-ubyte.gz").read_bytes()
+    for name, digest in sums.items():
+        assert ds.sha256_file(out / name) == digest
+    data = ds.load_fashion_mnist(out)
+    keep = ds.stratified_indices(ytr, 9, 0)
+    np.testing.assert_array_equal(data.y_train, ytr[keep])
+    np.testing.assert_allclose(data.X_train * 255, Xtr[keep].reshape(9, -1), atol=1e-4)
+    np.testing.assert_array_equal(np.bincount(data.y_train), [3, 3, 3])
+
+
+@pytest.mark.fashion
+@needs_debian
+def test_full_debian_set():
+    data = ds.load_fashion_mnist(ds.DEBIAN_DIR)
+    assert data.X_train.shape == (60_000, 784) and data.X_test.shape == (10_000, 784)
+    np.testing.assert_array_equal(np.bincount(data.y_train), np.full(10, 6000))
+    assert data.X_train.dtype == np.float32 and 0 <= data.X_train.min() <= data.X_train.max() <= 1
+
+
+@pytest.mark.fashion
+@needs_debian
+def test_sample_regenerates_from_debian(tmp_path):
+    ds.make_fashion_mnist_sample(ds.DEBIAN_DIR, tmp_path, n_train=10_000, seed=0)
+    for name in SAMPLE_SHA256:
+        # compare content, not gzip bytes (those could change with another zlib)
+        np.testing.assert_array_equal(ds.read_idx(tmp_path / name),
+                                      ds.read_idx(ds.SAMPLE_DIR / name))
+
+
+# --------------------------------------------------------------------- other sources
+def test_digits_split():
+    data = ds.load_digits_split(test_size=0.25, seed=0)
+    assert data.X_train.shape[1] == 64 and data.X_train.dtype == np.float32
+    assert data.X_train.shape[0] + data.X_test.shape[0] == 1797
+    assert data.X_train.min() == 0 and data.X_train.max() == 1
+    assert set(np.unique(data.y_test)) == set(range(10))
+    assert data.source == "sklearn"
+
+
+def test_make_synthetic():
+    X, y = ds.make_synthetic(300, 7, 4, seed=2, dtype=np.float64)
+    assert X.shape == (300, 7) and X.dtype == np.float64 and X.flags.c_contiguous
+    assert y.dtype == np.int64 and set(np.unique(y)) == {0, 1, 2, 3}
+    X2, y2 = ds.make_synthetic(300, 7, 4, seed=2, dtype=np.float64)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    assert ds.make_synthetic(10, 3, 2)[0].dtype == np.float32
+    with pytest.raises(ValueError, match="classes must be at least 2"):
+        ds.make_synthetic(10, 3, 1)
+    with pytest.raises(ValueError, match="dtype must be a floating type"):
+        ds.make_synthetic(10, 3, 2, dtype=np.int32)
+
+
+# ------------------------------------------------------------------------ user files
+def test_load_npz_xy_and_split(tmp_path):
+    X = np.arange(12.0).reshape(4, 3)
+    np.savez(tmp_path / "xy.npz", X=X, y=np.array([0, 1, 0, 1]))
+    d = ds.load_file(tmp_path / "xy.npz")
+    np.testing.assert_array_equal(d.X_train, X)
+    assert d.y_train.dtype == np.int64 and d.X_test is None and d.source == "file"
+    np.savez(tmp_path / "split.npz", X_train=X, y_train=np.array(["a", "b", "a", "b"]),
+             X_test=X[:2], y_test=np.array(["b", "a"]))
+    d = ds.load_file(tmp_path / "split.npz")
+    assert d.y_train.dtype.kind == "U" and list(d.y_test) == ["b", "a"]
+    np.savez(tmp_path / "xonly.npz", X=X)
+    assert ds.load_file(tmp_path / "xonly.npz").y_train is None
+
+
+def test_load_npz_errors(tmp_path):
+    np.savez(tmp_path / "bad.npz", features=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"bad\.npz: expected arrays X \(and y\).*'features'"):
+        ds.load_file(tmp_path / "bad.npz")
+    np.savez(tmp_path / "rows.npz", X=np.zeros((3, 2)), y=np.zeros(2))
+    with pytest.raises(ValueError, match=r"rows\.npz: X has 3 rows but y has shape \(2,\)"):
+        ds.load_file(tmp_path / "rows.npz")
+    np.savez(tmp_path / "obj.npz", X=np.array([[1, None]], dtype=object), y=np.array([0]))
+    with pytest.raises(ValueError, match=r"obj\.npz: not a readable \.npz|obj\.npz: corrupt"):
+        ds.load_file(tmp_path / "obj.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "bad.npz").read_bytes()[:40])
+    with pytest.raises(ValueError, match=r"cut\.npz"):
+        ds.load_file(tmp_path / "cut.npz")
+    np.save(tmp_path / "single.npy", np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"single\.npy: a single \.npy array"):
+        ds.load_file(tmp_path / "single.npy")
+    (tmp_path / "fake.npz").write_bytes(b"hello world")
+    with pytest.raises(ValueError, match=r"fake\.npz: not a readable \.npz file"):
+        ds.load_file(tmp_path / "fake.npz")
+    with pytest.raises(FileNotFoundError, match=r"missing\.npz: no such file"):
+        ds.load_file(tmp_path / "missing.npz")
+
+
+def test_load_csv_last_column_and_header(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("a,b,label\n1,2,cat\n3,4.5,dog\n\n5,6,cat\n")
+    d = ds.load_file(f)
+    np.testing.assert_array_equal(d.X_train, [[1, 2], [3, 4.5], [5, 6]])
+    assert list(d.y_train) == ["cat", "dog", "cat"]
+    h = tmp_path / "h.csv"
+    h.write_text("a,b,c\n1,2,3\n4,5,6\n")
+    d = ds.load_file(h, label_column="a")
+    np.testing.assert_array_equal(d.y_train, [1, 4])
+    np.testing.assert_array_equal(d.X_train, [[2, 3], [5, 6]])
+    assert d.y_train.dtype == np.int64
+    g = tmp_path / "noheader.csv"
+    g.write_text("0,1.5,2\n1,2.5,3\n")
+    d = ds.load_file(g, label_column=0)
+    np.testing.assert_array_equal(d.X_train, [[1.5, 2], [2.5, 3]])
+    np.testing.assert_array_equal(d.y_train, [0, 1])
+    d = ds.load_file(g, label_column=None)
+    assert d.X_train.shape == (2, 3) and d.y_train is None
+
+
+def test_load_csv_errors(tmp_path):
+    f = tmp_path / "ragged.csv"
+    f.write_text("1,2,0\n3,4\n")
+    with pytest.raises(ValueError, match=r"ragged\.csv: line 2 has 2 fields, expected 3"):
+        ds.load_file(f)
+    f = tmp_path / "text.csv"
+    f.write_text("1,2,0\n3,x,1\n")
+    with pytest.raises(ValueError, match=r"text\.csv: features must be numbers"):
+        ds.load_file(f)
+    f = tmp_path / "float_labels.csv"
+    f.write_text("1,2,0.5\n3,4,1\n")
+    with pytest.raises(ValueError, match=r"float_labels\.csv \[label column 2\]: labels must be"):
+        ds.load_file(f)
+    with pytest.raises(ValueError, match=r"float_labels\.csv: no column named 'y' \(the file has"):
+        ds.load_file(f, label_column="y")
+    with pytest.raises(ValueError, match=r"label column 5 out of range for 3 columns"):
+        ds.load_file(f, label_column=5)
+    f = tmp_path / "empty.csv"
+    f.write_text("\n")
+    with pytest.raises(ValueError, match=r"empty\.csv: empty CSV file"):
+        ds.load_file(f)
+    f = tmp_path / "nan.csv"
+    f.write_text("1,nan,0\n3,4,1\n")
+    with pytest.raises(ValueError, match=r"nan\.csv: features contain NaN"):
+        ds.load_file(f)
+    with pytest.raises(ValueError, match="is a directory"):
+        ds.load_file(tmp_path)
