@@ -366,6 +366,190 @@ def input_grad_blas(G, W, out):
     np.dot(G, W.T, out)
 
 
+# ------------------------------------------------- blocked products (solver's loops)
+def _matmul_nt(A, rows, Bt, bias, out):
+    """out = A Btᵀ (+ bias broadcast over rows), with both operands read along rows.
+
+    .. math:: \\mathrm{out}_{ij} = \\sum_k A_{ik} B^t_{jk} + b_j
+
+    ``A`` is (m, K), ``Bt`` is (p, K), ``out`` is (m, p); pass a length-0
+    ``bias`` for none. With ``rows`` of length m, row i of ``A`` is read from
+    ``A[rows[i]]``: the minibatch gather fused into the product (pass a
+    length-0 ``rows`` to read A's rows in order). Every product of the network is one of these once its
+    second operand is stored transposed: ``X W1 = X (W1ᵀ)ᵀ``,
+    ``dW1ᵀ = dH1ᵀ (Xᵀ)ᵀ``. A 4x4 block of outputs is held in 16 scalars while
+    the shared index k runs over two sets of four contiguous rows: eight loads
+    feed sixteen multiply-adds, which Numba vectorises along k. Parallel over
+    blocks of four rows of ``A`` (rows of the batch for the forward pass).
+    """
+    m, p = out.shape
+    K = A.shape[1]
+    gather = rows.shape[0] == m
+    has_bias = bias.shape[0] == p
+    zero = A.dtype.type(0)
+    pm = p - p % 4
+    for blk in prange((m + 3) // 4):
+        i0 = blk * 4
+        if i0 + 4 <= m:
+            if gather:
+                x0 = A[rows[i0]]
+                x1 = A[rows[i0 + 1]]
+                x2 = A[rows[i0 + 2]]
+                x3 = A[rows[i0 + 3]]
+            else:
+                x0 = A[i0]
+                x1 = A[i0 + 1]
+                x2 = A[i0 + 2]
+                x3 = A[i0 + 3]
+            for j0 in range(0, pm, 4):
+                w0 = Bt[j0]
+                w1 = Bt[j0 + 1]
+                w2 = Bt[j0 + 2]
+                w3 = Bt[j0 + 3]
+                c00 = c01 = c02 = c03 = zero
+                c10 = c11 = c12 = c13 = zero
+                c20 = c21 = c22 = c23 = zero
+                c30 = c31 = c32 = c33 = zero
+                for k in range(K):
+                    a0 = x0[k]
+                    a1 = x1[k]
+                    a2 = x2[k]
+                    a3 = x3[k]
+                    v0 = w0[k]
+                    v1 = w1[k]
+                    v2 = w2[k]
+                    v3 = w3[k]
+                    c00 += a0 * v0
+                    c01 += a0 * v1
+                    c02 += a0 * v2
+                    c03 += a0 * v3
+                    c10 += a1 * v0
+                    c11 += a1 * v1
+                    c12 += a1 * v2
+                    c13 += a1 * v3
+                    c20 += a2 * v0
+                    c21 += a2 * v1
+                    c22 += a2 * v2
+                    c23 += a2 * v3
+                    c30 += a3 * v0
+                    c31 += a3 * v1
+                    c32 += a3 * v2
+                    c33 += a3 * v3
+                out[i0, j0] = c00
+                out[i0, j0 + 1] = c01
+                out[i0, j0 + 2] = c02
+                out[i0, j0 + 3] = c03
+                out[i0 + 1, j0] = c10
+                out[i0 + 1, j0 + 1] = c11
+                out[i0 + 1, j0 + 2] = c12
+                out[i0 + 1, j0 + 3] = c13
+                out[i0 + 2, j0] = c20
+                out[i0 + 2, j0 + 1] = c21
+                out[i0 + 2, j0 + 2] = c22
+                out[i0 + 2, j0 + 3] = c23
+                out[i0 + 3, j0] = c30
+                out[i0 + 3, j0 + 1] = c31
+                out[i0 + 3, j0 + 2] = c32
+                out[i0 + 3, j0 + 3] = c33
+            for j in range(pm, p):  # leftover columns: 4x1 blocks
+                w = Bt[j]
+                c0 = c1 = c2 = c3 = zero
+                for k in range(K):
+                    v = w[k]
+                    c0 += x0[k] * v
+                    c1 += x1[k] * v
+                    c2 += x2[k] * v
+                    c3 += x3[k] * v
+                out[i0, j] = c0
+                out[i0 + 1, j] = c1
+                out[i0 + 2, j] = c2
+                out[i0 + 3, j] = c3
+            hi = i0 + 4
+        else:  # leftover rows: plain dot products
+            hi = m
+            for i in range(i0, m):
+                x = A[rows[i]] if gather else A[i]
+                for j in range(p):
+                    w = Bt[j]
+                    c = zero
+                    for k in range(K):
+                        c += x[k] * w[k]
+                    out[i, j] = c
+        if has_bias:
+            for i in range(i0, hi):
+                for j in range(p):
+                    out[i, j] += bias[j]
+
+
+matmul_nt_serial, matmul_nt = serial_and_parallel(_matmul_nt)
+
+
+def _transpose(A, rows, out):
+    """out = Aᵀ, copied in 16x16 tiles so reads and writes both stay in cache.
+
+    With ``rows`` of length ``out.shape[1]``, out = A[rows]ᵀ: the minibatch
+    gather fused into the transpose (pass a length-0 ``rows`` for none).
+    """
+    p, m = out.shape
+    gather = rows.shape[0] == m
+    t = _COLUMN_BLOCK
+    for bj in prange((p + t - 1) // t):
+        j0 = bj * t
+        j1 = min(j0 + t, p)
+        for i0 in range(0, m, t):
+            i1 = min(i0 + t, m)
+            for i in range(i0, i1):
+                src = rows[i] if gather else i
+                for j in range(j0, j1):
+                    out[j, i] = A[src, j]
+
+
+transpose_serial, transpose = serial_and_parallel(_transpose)
+
+
+def _hidden_backward_t(dZ, W2t, H1, H2, activation, dH1):
+    """Fused ``dH1 = (dZ W2ᵀ) * act'(H1)`` reading ``W2t = W2ᵀ`` (C, H) by rows.
+
+    The twin of :func:`hidden_backward` for a short class axis: each row of
+    ``dH2`` is built as ``sum_c dZ[i, c] W2t[c, :]``, a few vectorised passes
+    over a contiguous row, then masked. Parallel over the batch.
+    """
+    n, C = dZ.shape
+    H = W2t.shape[1]
+    one = dZ.dtype.type(1)
+    for i in prange(n):
+        g = dH1[i]
+        d = dZ[i, 0]
+        for j in range(H):
+            g[j] = d * W2t[0, j]
+        for c in range(1, C):
+            d = dZ[i, c]
+            for j in range(H):
+                g[j] += d * W2t[c, j]  # (H,) row of dH2
+        for j in range(H):
+            if activation == RELU:
+                if H1[i, j] <= 0:
+                    g[j] = g[j] * 0
+            elif activation == TANH:
+                h = H2[i, j]
+                g[j] *= one - h * h
+            elif activation == LOGISTIC:
+                h = H2[i, j]
+                g[j] *= h * (one - h)
+
+
+hidden_backward_t_serial, hidden_backward_t = serial_and_parallel(_hidden_backward_t)
+
+
+@jit
+def add_scaled(out, scale, A):
+    """out += scale * A, elementwise (the L2 term ``(alpha / n) W`` of a weight gradient)."""
+    o = out.reshape(-1)
+    a = A.reshape(-1)
+    for t in range(o.size):
+        o[t] += scale * a[t]
+
+
 # --------------------------------------------------------------------- updates
 @jit
 def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):

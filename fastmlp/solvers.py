@@ -49,6 +49,25 @@ class Workspace:
             np.empty(n_outputs, dtype),  # gb2 (C,)
             np.arange(n_samples, dtype=np.int64),  # order (n,)
         )
+        # The loops path keeps the weights transposed for a whole epoch, so every
+        # product reads both operands along rows (kernels.matmul_nt). Batch-shaped
+        # transposes are flat and reshaped per batch so a partial last batch is
+        # still C-contiguous.
+        D, H, C = n_features, n_hidden, n_outputs
+        self.tbuffers = (
+            np.empty((H, D), dtype),  # W1t  (H, D)
+            np.empty((C, H), dtype),  # W2t  (C, H)
+            np.empty((H, D), dtype),  # gW1t (H, D)
+            np.empty((C, H), dtype),  # gW2t (C, H)
+            np.empty(D * B, dtype),  # Xt   (D, m) flat
+            np.empty(H * B, dtype),  # H2t  (H, m) flat
+            np.empty(C * B, dtype),  # dZt  (C, m) flat
+            np.empty(H * B, dtype),  # dH1t (H, m) flat
+            np.empty((H, D), dtype),  # optimizer state of W1, transposed
+            np.empty((C, H), dtype),  # optimizer state of W2, transposed
+            np.empty((H, D), dtype),  # Adam's second moment of W1, transposed
+            np.empty((C, H), dtype),  # Adam's second moment of W2, transposed
+        )
 
     def fits(self, n_samples, n_features, n_hidden, n_outputs, batch_size, dtype):
         """Whether this workspace can serve a problem of these sizes."""
@@ -139,13 +158,7 @@ def _loss_and_grads(
         loss = K.sigmoid_cross_entropy(Z, Y, sw, scale, Z, dZ)
     else:
         loss = K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
-    if alpha != 0:
-        sq = 0.0
-        for v in W1.reshape(-1):
-            sq += v * v
-        for v in W2.reshape(-1):
-            sq += v * v
-        loss += 0.5 * alpha * scale * sq
+    loss += _penalty(W1, W2, alpha, scale)
     reg = alpha * scale
     # dZ -> db2, dW2 = H2ᵀ dZ + reg W2, dH1 = (dZ W2ᵀ) * act'(H1) fused
     if parallel:
@@ -174,6 +187,90 @@ def _loss_and_grads(
 
 
 @jit
+def _loss_and_grads_t(
+    X, rows, Y, sw, scale, W1t, b1, W2t, b2, alpha, activation, output, parallel, ws, wt
+):
+    """The loops path of one batch: weights and weight gradients transposed.
+
+    ``rows`` are the batch's row indices into ``X`` (gathered inside the
+    kernels); gradients land in ``gW1t``, ``gb1``, ``gW2t``, ``gb2``. Same loss
+    and same gradients as :func:`_loss_and_grads`, only the layout differs.
+    """
+    _, _, _, H1a, H2a, Za, dZa, dH1a, _, gb1, _, gb2, _ = ws
+    _, _, gW1t, gW2t, Xtf, H2tf, dZtf, dH1tf, _, _, _, _ = wt
+    m = rows.shape[0]
+    D = X.shape[1]
+    H = W1t.shape[0]
+    C = W2t.shape[0]
+    H1 = H1a[:m]
+    H2 = H2a[:m]
+    Z = Za[:m]
+    dZ = dZa[:m]
+    dH1 = dH1a[:m]
+    Xt = Xtf[: D * m].reshape(D, m)
+    H2t = H2tf[: H * m].reshape(H, m)
+    dZt = dZtf[: C * m].reshape(C, m)
+    dH1t = dH1tf[: H * m].reshape(H, m)
+    none = b1[:0]
+    in_order = rows[:0]
+    if parallel:
+        K.matmul_nt(X, rows, W1t, b1, H1)  # H1 = X[rows] W1 + b1     (m, H)
+        K.activation_forward(H1, activation, H2)  # (m, H)
+        K.matmul_nt(H2, in_order, W2t, b2, Z)  # Z = H2 W2 + b2       (m, C)
+    else:
+        K.matmul_nt_serial(X, rows, W1t, b1, H1)
+        K.activation_forward_serial(H1, activation, H2)
+        K.matmul_nt_serial(H2, in_order, W2t, b2, Z)
+    if output == SOFTMAX:
+        loss = K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
+    else:
+        loss = K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
+    loss += _penalty(W1t, W2t, alpha, scale)
+    reg = alpha * scale
+    K.bias_grad_serial(dZ, gb2)
+    K.transpose_serial(dZ, in_order, dZt)  # (C, m)
+    K.transpose_serial(H2, in_order, H2t)  # (H, m)
+    K.matmul_nt_serial(dZt, in_order, H2t, none, gW2t)  # dW2ᵀ = dZᵀ H2   (C, H)
+    if parallel:
+        K.hidden_backward_t(dZ, W2t, H1, H2, activation, dH1)  # (m, H)
+        K.transpose(X, rows, Xt)  # X[rows]ᵀ          (D, m)
+    else:
+        K.hidden_backward_t_serial(dZ, W2t, H1, H2, activation, dH1)
+        K.transpose_serial(X, rows, Xt)
+    K.bias_grad_serial(dH1, gb1)
+    K.transpose_serial(dH1, in_order, dH1t)  # (H, m)
+    if parallel:
+        K.matmul_nt(dH1t, in_order, Xt, none, gW1t)  # dW1ᵀ = dH1ᵀ X   (H, D)
+    else:
+        K.matmul_nt_serial(dH1t, in_order, Xt, none, gW1t)
+    if reg != 0:
+        K.add_scaled(gW2t, reg, W2t)
+        K.add_scaled(gW1t, reg, W1t)
+    return loss
+
+
+@jit
+def _penalty(W1, W2, alpha, scale):
+    """scale * alpha / 2 * (|W1|^2 + |W2|^2), the L2 term of a batch's loss."""
+    if alpha == 0:
+        return 0.0
+    sq = 0.0
+    for v in W1.reshape(-1):
+        sq += v * v
+    for v in W2.reshape(-1):
+        sq += v * v
+    return 0.5 * alpha * scale * sq
+
+
+@jit
+def _update(optimizer, p, g, s1, s2, learning_rate, momentum, nesterov, step_size, b1, b2, eps):
+    if optimizer == SGD:
+        K.sgd_update(p, g, s1, learning_rate, momentum, nesterov)
+    else:
+        K.adam_update(p, g, s1, s2, step_size, b1, b2, eps)
+
+
+@jit
 def _epoch(
     X,
     Y,
@@ -181,6 +278,7 @@ def _epoch(
     params,
     state,
     ws,
+    wt,
     batch_size,
     seed,
     do_shuffle,
@@ -200,53 +298,73 @@ def _epoch(
 ):
     W1, b1, W2, b2 = params
     Xb, Yb, swb, _, _, _, _, _, gW1, gb1, gW2, gb2, order = ws
+    W1t, W2t, gW1t, gW2t, _, _, _, _, s1W1t, s1W2t, s2W1t, s2W2t = wt
     n = X.shape[0]
+    for i in range(n):
+        order[i] = i
     if do_shuffle:
-        for i in range(n):
-            order[i] = i
         shuffle(order, seed)
+    if not use_blas:
+        # weights and their optimizer state transposed for the whole epoch
+        K.transpose_serial(W1, order[:0], W1t)
+        K.transpose_serial(W2, order[:0], W2t)
+        K.transpose_serial(state[0], order[:0], s1W1t)
+        K.transpose_serial(state[2], order[:0], s1W2t)
+        if optimizer == ADAM:  # for SGD the second half of state aliases the first
+            K.transpose_serial(state[4], order[:0], s2W1t)
+            K.transpose_serial(state[6], order[:0], s2W2t)
     total = 0.0
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         m = stop - start
-        if do_shuffle:
-            # gather the batch rows into contiguous buffers
-            for r in range(m):
-                src = order[start + r]
-                Xb[r, :] = X[src, :]
-                Yb[r, :] = Y[src, :]
-                swb[r] = sw[src]
-            Xm = Xb[:m]
-            Ym = Yb[:m]
-            swm = swb[:m]
-        else:
-            Xm = X[start:stop]
-            Ym = Y[start:stop]
-            swm = sw[start:stop]
+        rows = order[start:stop]
+        for r in range(m):
+            src = rows[r]
+            Yb[r, :] = Y[src, :]
+            swb[r] = sw[src]
+        Ym = Yb[:m]
+        swm = swb[:m]
         wsum = 0.0
         for r in range(m):
             wsum += swm[r]
         scale = 1.0 / wsum if wsum > 0 else 0.0
-        loss = _loss_and_grads(
-            Xm, Ym, swm, scale, W1, b1, W2, b2, alpha, activation, output, use_blas, parallel, ws
-        )
-        total += loss * wsum
         step += 1
-        if optimizer == SGD:
-            v1, u1, v2, u2 = state[0], state[1], state[2], state[3]
-            K.sgd_update(W1, gW1, v1, learning_rate, momentum, nesterov)
-            K.sgd_update(b1, gb1, u1, learning_rate, momentum, nesterov)
-            K.sgd_update(W2, gW2, v2, learning_rate, momentum, nesterov)
-            K.sgd_update(b2, gb2, u2, learning_rate, momentum, nesterov)
-        else:
+        step_size = learning_rate
+        if optimizer == ADAM:
             # Adam's bias correction folded into the step size (scikit-learn's form)
-            step_size = (
-                learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+            step_size = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+        lr, mom, b1_, b2_, eps = learning_rate, momentum, beta_1, beta_2, epsilon
+        if use_blas:
+            if do_shuffle:
+                for r in range(m):
+                    Xb[r, :] = X[rows[r], :]
+                Xm = Xb[:m]
+            else:
+                Xm = X[start:stop]
+            loss = _loss_and_grads(
+                Xm, Ym, swm, scale, W1, b1, W2, b2, alpha, activation, output, True,
+                parallel, ws,
             )
-            K.adam_update(W1, gW1, state[0], state[4], step_size, beta_1, beta_2, epsilon)
-            K.adam_update(b1, gb1, state[1], state[5], step_size, beta_1, beta_2, epsilon)
-            K.adam_update(W2, gW2, state[2], state[6], step_size, beta_1, beta_2, epsilon)
-            K.adam_update(b2, gb2, state[3], state[7], step_size, beta_1, beta_2, epsilon)
+            _update(optimizer, W1, gW1, state[0], state[4], lr, mom, nesterov, step_size, b1_, b2_, eps)
+            _update(optimizer, W2, gW2, state[2], state[6], lr, mom, nesterov, step_size, b1_, b2_, eps)
+        else:
+            loss = _loss_and_grads_t(
+                X, rows, Ym, swm, scale, W1t, b1, W2t, b2, alpha, activation, output,
+                parallel, ws, wt,
+            )
+            _update(optimizer, W1t, gW1t, s1W1t, s2W1t, lr, mom, nesterov, step_size, b1_, b2_, eps)
+            _update(optimizer, W2t, gW2t, s1W2t, s2W2t, lr, mom, nesterov, step_size, b1_, b2_, eps)
+        _update(optimizer, b1, gb1, state[1], state[5], lr, mom, nesterov, step_size, b1_, b2_, eps)
+        _update(optimizer, b2, gb2, state[3], state[7], lr, mom, nesterov, step_size, b1_, b2_, eps)
+        total += loss * wsum
+    if not use_blas:
+        K.transpose_serial(W1t, order[:0], W1)
+        K.transpose_serial(W2t, order[:0], W2)
+        K.transpose_serial(s1W1t, order[:0], state[0])
+        K.transpose_serial(s1W2t, order[:0], state[2])
+        if optimizer == ADAM:
+            K.transpose_serial(s2W1t, order[:0], state[4])
+            K.transpose_serial(s2W2t, order[:0], state[6])
     return total, step
 
 
@@ -319,6 +437,7 @@ def run_epoch(
         params,
         state,
         workspace.buffers,
+        workspace.tbuffers,
         workspace.batch_size,
         np.uint64(seed),
         bool(shuffle),
