@@ -8,6 +8,8 @@ Every compiled function in the package is built by :func:`jit` or
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 from collections.abc import Callable, Iterator
 
 import numba
@@ -23,6 +25,57 @@ JIT_OPTIONS = {
     "nogil": True,
     "boundscheck": False,
 }
+
+
+# --------------------------------------------------------------- on-disk cache
+# Numba stamps a cached function with a hash of its own source file only, so a
+# cached epoch loop in solvers.py would keep calling the machine code of an old
+# kernel after kernels.py changed (a stale cache, seen as wrong results or a
+# crash). fastmlp's compiled functions call each other across its modules, so
+# their caches are stamped with a hash of every module that holds compiled code
+# instead: any change to one of them recompiles everything once.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+COMPILED_MODULES = ("_jit.py", "kernels.py", "solvers.py")
+
+
+def _package_stamp() -> str:
+    digest = hashlib.sha256()
+    for name in COMPILED_MODULES:
+        with open(os.path.join(_PACKAGE_DIR, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()
+
+
+def _install_package_stamp() -> None:
+    try:
+        from numba.core import caching
+    except ImportError:  # pragma: no cover - a Numba without this module
+        return
+    stamp = _package_stamp()
+
+    def stamped(base):
+        class Locator(base):
+            def get_source_stamp(self):
+                return stamp
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if os.path.dirname(os.path.abspath(py_file)) != _PACKAGE_DIR:
+                    return None
+                return super().from_function(py_func, py_file)
+
+        Locator.__name__ = Locator.__qualname__ = "FastmlpStamped" + base.__name__
+        return Locator
+
+    bases = ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")
+    if not all(hasattr(caching, b) for b in bases) or not hasattr(caching, "CacheImpl"):
+        return  # pragma: no cover - Numba's internals moved: keep its own stamps
+    locators = caching.CacheImpl._locator_classes
+    if not any(c.__name__.startswith("FastmlpStamped") for c in locators):
+        locators[:0] = [stamped(getattr(caching, b)) for b in bases]
+
+
+_install_package_stamp()
 
 
 def jit(func: Callable | None = None, *, parallel: bool = False):
