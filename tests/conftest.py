@@ -1,0 +1,51 @@
+"""Shared fixtures: a seeded generator and a small random two-layer problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+
+@dataclass
+class Problem:
+    """Inputs of one two-layer problem: data, labels, one-hot targets and parameters."""
+
+    X: np.ndarray  # (n, D)
+    y: np.ndarray  # (n,) int64 class indices
+    Y: np.ndarray  # (n, C) one-hot rows of y
+    W1: np.ndarray  # (D, H)
+    b1: np.ndarray  # (H,)
+    W2: np.ndarray  # (H, C)
+    b2: np.ndarray  # (C,)
+
+    @property
+    def params(self):
+        return self.W1, self.b1, self.W2, self.b2
+
+
+def _make_problem(n, D, H, C, dtype=np.float64, seed=0):
+    """Fresh C-contiguous arrays of ``dtype``; weights scaled so logits are O(1)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, D))
+    y = rng.integers(0, C, size=n)
+    Y = np.eye(C)[y]
+    W1 = rng.normal(size=(D, H)) / np.sqrt(D)
+    b1 = 0.1 * rng.normal(size=H)
+    W2 = rng.normal(size=(H, C)) / np.sqrt(H)
+    b2 = 0.1 * rng.normal(size=C)
+    cast = [np.ascontiguousarray(a, dtype=dtype) for a in (X, Y, W1, b1, W2, b2)]
+    X, Y, W1, b1, W2, b2 = cast
+    return Problem(X, y.astype(np.int64), Y, W1, b1, W2, b2)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture
+def make_problem():
+    """``make_problem(n, D, H, C, dtype=np.float64, seed=0) -> Problem``."""
+    return _make_problem
