@@ -1,0 +1,687 @@
+"""Command line: ``python -m fastmlp`` (or ``fastmlp``).
+
+Subcommands
+-----------
+demo       the main job (also what ``python -m fastmlp`` alone runs): train on the
+           best Fashion-MNIST available, print test accuracy, seconds per epoch and
+           the speed ratio to the same epochs in plain NumPy
+train      train on fashion-mnist, digits or a file; save the model; plot curves
+predict    label the rows of a data file with a saved model
+evaluate   accuracy, per-class report and confusion matrix of a saved model
+gradcheck  analytic gradients next to central finite differences, node by node
+bench      the speed report (``fastmlp.bench``)
+
+Errors (a missing file, a bad option, corrupt data, an unreadable model) print one
+line to stderr and exit with status 1 (2 for usage errors), without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+PROG = "fastmlp"
+SUBCOMMANDS = ("demo", "train", "predict", "evaluate", "gradcheck", "bench")
+
+
+class CommandError(Exception):
+    """An error to report in one line, with its exit status."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line and exit status 2."""
+
+    def error(self, message):  # noqa: D102 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ------------------------------------------------------------------------ helpers
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _label_column(text: str):
+    """``--label-column``: an index, a header name, ``last`` or ``none``."""
+    if text == "none":
+        return None
+    if text == "last":
+        return -1
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _thread_info() -> str:
+    """Numba's and BLAS's thread counts, in one phrase."""
+    import numba
+
+    blas = "BLAS threads unknown"
+    with contextlib.suppress(Exception):  # threadpoolctl is optional
+        from threadpoolctl import threadpool_info
+
+        libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if libs:
+            names = dict.fromkeys(f"{i['internal_api']} {i['num_threads']}" for i in libs)
+            blas = f"BLAS threads: {', '.join(names)}"
+    text = f"Numba threads: {numba.get_num_threads()}, {blas}"
+    with contextlib.suppress(OSError, AttributeError):  # no load average on some systems
+        text += f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    return text
+
+
+def _load_data(spec: str, *, label_column=-1, max_train=None, test_size=0.2, seed=0):
+    """``fashion-mnist``, ``fashion-mnist-sample``, ``digits``, an IDX directory or a file."""
+    from . import datasets
+
+    if spec == "fashion-mnist":
+        return datasets.load_fashion_mnist(max_train=max_train, seed=seed)
+    if spec == "fashion-mnist-sample":
+        return datasets.load_fashion_mnist(sample=True, max_train=max_train, seed=seed)
+    if spec == "digits":
+        data = datasets.load_digits_split(test_size=0.25, seed=seed)
+    else:
+        path = Path(spec)
+        if path.is_dir():
+            return datasets.load_fashion_mnist(path, max_train=max_train, seed=seed)
+        data = datasets.load_file(path, label_column=label_column)
+        if data.y_train is None:
+            raise CommandError(f"{path}: the data has no labels (see --label-column)")
+        if data.X_test is None:
+            data = _split(data, test_size, seed)
+    if max_train is not None and max_train < data.X_train.shape[0]:
+        keep = datasets.stratified_indices(data.y_train, max_train, seed)
+        data.X_train, data.y_train = data.X_train[keep], data.y_train[keep]
+    return data
+
+
+def _split(data, test_size, seed):
+    """Hold out ``test_size`` of a single-array file as its test split (stratified if possible)."""
+    from sklearn.model_selection import train_test_split
+
+    _, counts = np.unique(data.y_train, return_counts=True)
+    n = data.X_train.shape[0]
+    n_test = int(np.ceil(test_size * n))
+    stratify = data.y_train if counts.min() >= 2 and n_test >= counts.size else None
+    if n < 2 or n_test < 1 or n - n_test < 1:
+        raise CommandError(f"{data.location}: {n} rows are too few to split off a test set")
+    Xtr, Xte, ytr, yte = train_test_split(
+        data.X_train, data.y_train, test_size=test_size, random_state=seed, stratify=stratify
+    )
+    data.X_train, data.y_train, data.X_test, data.y_test = Xtr, ytr, Xte, yte
+    return data
+
+
+def _eval_data(spec: str, label_column, n_features: int, need_labels: bool):
+    """Return ``(X, y, description)`` to score: a named set's test split, else the file."""
+    from . import datasets
+
+    if spec in ("fashion-mnist", "fashion-mnist-sample", "digits") or Path(spec).is_dir():
+        data = _load_data(spec)
+        return data.X_test, data.y_test, data.name if spec != "digits" else "digits test split"
+    path = Path(spec)
+    if label_column == "auto":
+        # a CSV one column wider than the model's input carries labels in its last column
+        label_column = None
+        if path.suffix.lower() != ".npz" and path.exists() and not path.is_dir():
+            probe = datasets.load_file(path, label_column=None)
+            label_column = -1 if probe.X_train.shape[1] == n_features + 1 else None
+    data = datasets.load_file(path, label_column=label_column)
+    if data.X_test is not None:
+        return data.X_test, data.y_test, f"{path} (X_test, y_test)"
+    if need_labels and data.y_train is None:
+        raise CommandError(f"{path}: no labels to evaluate against (see --label-column)")
+    return data.X_train, data.y_train, str(path)
+
+
+def _check_width(model, X, where: str):
+    if X.shape[1] != model.n_features_in_:
+        raise CommandError(
+            f"{where}: the model expects {model.n_features_in_} features, the data has "
+            f"{X.shape[1]}"
+        )
+
+
+class _Progress:
+    """Per-epoch callback: one line per epoch with a bar, the loss and the epoch's seconds."""
+
+    def __init__(self, epochs: int, quiet: bool = False, stream=None):
+        self.epochs = epochs
+        self.quiet = quiet
+        self.stream = stream or sys.stdout
+        self.last = 0.0
+        self.seconds: list[float] = []
+
+    def __call__(self, model, info):
+        seconds = info["elapsed"] - self.last
+        self.last = info["elapsed"]
+        self.seconds.append(seconds)
+        if self.quiet:
+            return False
+        width = 20
+        done = int(round(width * info["epoch"] / self.epochs))
+        line = (
+            f"  epoch {info['epoch']:>{len(str(self.epochs))}}/{self.epochs} "
+            f"[{'#' * done}{'.' * (width - done)}] loss {info['loss']:.4f}"
+        )
+        if info.get("validation_score") is not None:
+            line += f"  validation accuracy {info['validation_score']:.4f}"
+        line += f"  {seconds:.2f} s"
+        print(line, file=self.stream, flush=True)
+        return False
+
+
+def _fit_quietly(model, X, y):
+    """Fit, without the ConvergenceWarning that a fixed number of epochs always gives."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
+
+
+def _warm_up(model_params: dict, X, y) -> float:
+    """Fit a copy on a few rows so JIT compilation (or cache loading) is timed apart."""
+    from .classifier import TwoLayerClassifier
+
+    rows = min(X.shape[0], 2 * int(model_params.get("batch_size", 200)))
+    params = dict(model_params, max_iter=1, callbacks=None, early_stopping=False)
+    start = time.perf_counter()
+    model = _fit_quietly(TwoLayerClassifier(**params), X[:rows], y[:rows])
+    model.predict_proba(X[:rows])
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- demo
+def _numpy_epoch_function():
+    """Return the plain NumPy epoch to compare with, and its name.
+
+    ``fastmlp.bench.numpy_epoch`` (five GEMMs per batch, what a NumPy user writes) when
+    present, else ``fastmlp.reference.sgd_epoch`` (which also computes ``dX``). Both
+    take ``(X, Y, params, velocities, order, batch_size, lr, momentum, nesterov, alpha)``.
+    """
+    with contextlib.suppress(Exception):
+        bench = importlib.import_module("fastmlp.bench")
+        return bench.numpy_epoch, "fastmlp.bench.numpy_epoch"
+    from . import reference
+
+    return reference.sgd_epoch, "fastmlp.reference.sgd_epoch"
+
+
+def _numpy_seconds_per_epoch(X, y, model, args, epochs: int) -> tuple[float, str]:
+    """Time ``epochs`` epochs of plain NumPy SGD with the same settings and start."""
+    epoch, name = _numpy_epoch_function()
+    dt = X.dtype
+    Y = np.zeros((X.shape[0], model.classes_.size), dtype=dt)
+    Y[np.arange(X.shape[0]), np.searchsorted(model.classes_, y)] = 1  # one-hot (n, C)
+    rng = np.random.default_rng(args.seed)
+    # Glorot-uniform start, the estimator's distribution (not its random stream)
+    D, H, C = X.shape[1], args.hidden, Y.shape[1]
+    lim1, lim2 = np.sqrt(6 / (D + H)), np.sqrt(6 / (H + C))
+    params = [
+        rng.uniform(-lim1, lim1, (D, H)).astype(dt), rng.uniform(-lim1, lim1, H).astype(dt),
+        rng.uniform(-lim2, lim2, (H, C)).astype(dt), rng.uniform(-lim2, lim2, C).astype(dt),
+    ]
+    velocities = [np.zeros_like(p) for p in params]
+    times = []
+    for _ in range(epochs):
+        order = rng.permutation(X.shape[0])
+        start = time.perf_counter()
+        loss = epoch(X, Y, params, velocities, order, args.batch_size, dt.type(args.lr),
+                     dt.type(args.momentum), True, dt.type(args.alpha))
+        times.append(time.perf_counter() - start)
+        if not np.isfinite(loss):
+            raise CommandError(f"the NumPy baseline diverged (loss {loss})")
+    return statistics.median(times), name
+
+
+def cmd_demo(args) -> int:
+    """Train on Fashion-MNIST, report accuracy, seconds per epoch and the NumPy ratio."""
+    from . import datasets
+    from .classifier import TwoLayerClassifier
+
+    total_start = time.perf_counter()
+    data = datasets.load_fashion_mnist(args.data_dir, sample=args.sample,
+                                       max_train=args.max_train, seed=args.seed)
+    dtype = np.dtype(args.dtype)
+    X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
+    X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
+    y_train, y_test = data.y_train, data.y_test
+    print(f"fastmlp demo: {X_train.shape[1]} -> {args.hidden} ReLU -> 10 softmax, "
+          f"SGD (lr {args.lr:g}, Nesterov momentum {args.momentum:g}, batch {args.batch_size}, "
+          f"alpha {args.alpha:g}), {args.epochs} epochs")
+    print(f"data:    {data.name}")
+    print(f"shapes:  X_train {X_train.shape}, X_test {X_test.shape}, {dtype.name}; "
+          f"{_thread_info()}")
+    params = dict(
+        hidden_units=args.hidden, solver="sgd", learning_rate_init=args.lr,
+        momentum=args.momentum, nesterovs_momentum=True, batch_size=args.batch_size,
+        alpha=args.alpha, max_iter=args.epochs, random_state=args.seed, dtype=dtype.type,
+        n_iter_no_change=args.epochs + 1, tol=0.0,
+    )
+    warm = _warm_up(params, X_train, y_train)
+    print(f"warm-up: {warm:.2f} s (Numba: compiling, or loading the on-disk cache)")
+    progress = _Progress(args.epochs)
+    model = TwoLayerClassifier(**params, callbacks=[progress])
+    _fit_quietly(model, X_train, y_train)
+    accuracy = float(np.mean(model.predict(X_test) == y_test))
+    fast = statistics.median(progress.seconds)
+    print(f"test accuracy: {accuracy:.4f} ({int(round(accuracy * len(y_test)))}/{len(y_test)} "
+          f"test images)")
+    print(f"fastmlp:     {fast:.3f} s per epoch (median of {len(progress.seconds)} epochs)")
+    if args.numpy_epochs == 0:
+        print(f"total time: {time.perf_counter() - total_start:.1f} s")
+        return 0
+    slow, name = _numpy_seconds_per_epoch(X_train, y_train, model, args, args.numpy_epochs)
+    print(f"plain NumPy: {slow:.3f} s per epoch (median of {args.numpy_epochs}, {name}, "
+          "same batch, lr, momentum, data)")
+    print(f"speed ratio: fastmlp is {slow / fast:.1f}x faster per epoch than plain NumPy")
+    print(f"total time: {time.perf_counter() - total_start:.1f} s")
+    return 0
+
+
+# -------------------------------------------------------------------------- train
+def _plot(model, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = getattr(model, "validation_scores_", None)
+    fig, axes = plt.subplots(1, 2 if scores else 1, figsize=(10 if scores else 5.5, 3.8),
+                             squeeze=False)
+    ax = axes[0, 0]
+    epochs = np.arange(1, len(model.loss_curve_) + 1)
+    ax.plot(epochs, model.loss_curve_, marker="o", ms=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (cross-entropy + L2)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    if scores:
+        ax = axes[0, 1]
+        ax.plot(epochs[: len(scores)], scores, marker="o", ms=3, color="tab:green")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation accuracy")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cmd_train(args) -> int:
+    """Train on the chosen data, print accuracies, save the model and the curves."""
+    from .classifier import TwoLayerClassifier
+    from .model_io import save_model
+
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise CommandError("--plot needs matplotlib: pip install matplotlib "
+                           "(or pip install 'fastmlp[plot]')")
+    data = _load_data(args.data, label_column=args.label_column, max_train=args.max_train,
+                      test_size=args.test_size, seed=args.seed)
+    dtype = np.dtype(args.dtype)
+    X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
+    X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
+    print(f"data: {data.name if data.source != 'file' else data.location}")
+    print(f"      X_train {X_train.shape}, X_test {X_test.shape}, {dtype.name}; {_thread_info()}")
+    lr = args.lr if args.lr is not None else (0.01 if args.solver == "sgd" else 0.001)
+    progress = _Progress(args.epochs, quiet=args.quiet)
+    model = TwoLayerClassifier(
+        hidden_units=args.hidden, solver=args.solver, learning_rate_init=lr,
+        batch_size=args.batch_size, alpha=args.alpha, momentum=args.momentum,
+        max_iter=args.epochs, random_state=args.seed, dtype=dtype.type,
+        early_stopping=args.early_stopping, callbacks=[progress],
+    )
+    print(f"training: {X_train.shape[1]} -> {args.hidden} ReLU -> "
+          f"{np.unique(data.y_train).size} classes, solver {args.solver}, lr {lr:g}, "
+          f"batch {args.batch_size}, up to {args.epochs} epochs")
+    start = time.perf_counter()
+    _fit_quietly(model, X_train, data.y_train)
+    elapsed = time.perf_counter() - start
+    train_acc = model.score(X_train, data.y_train)
+    test_acc = model.score(X_test, data.y_test)
+    print(f"trained {model.n_iter_} epochs in {elapsed:.2f} s (includes Numba compilation or "
+          "cache loading on a first run)")
+    print(f"train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f}")
+    # the callbacks hold no state worth saving: drop them so the file records none
+    model.set_params(callbacks=None)
+    if args.output is not None:
+        path = save_model(model, args.output)
+        print(f"model saved to {path}")
+    if args.plot is not None:
+        _plot(model, args.plot, f"{data.location}: {args.solver}, hidden {args.hidden}, "
+              f"test accuracy {test_acc:.3f}")
+        print(f"curves saved to {args.plot}")
+    return 0
+
+
+# ----------------------------------------------------------------- predict, evaluate
+def _load_model(path):
+    from .model_io import load_model
+
+    return load_model(path)
+
+
+def cmd_predict(args) -> int:
+    """Write the predicted label (and optionally probabilities) of each row."""
+    model = _load_model(args.model)
+    X, _, where = _eval_data(args.data, args.label_column, model.n_features_in_,
+                             need_labels=False)
+    _check_width(model, X, where)
+    labels = model.predict(X)
+    rows = [[str(v)] for v in labels]
+    header = ["prediction"]
+    if args.proba:
+        P = model.predict_proba(X)
+        header += [f"p_{c}" for c in model.classes_]
+        rows = [r + [f"{p:.6g}" for p in ps] for r, ps in zip(rows, P, strict=True)]
+    text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+    if args.output is None or str(args.output) == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """Print accuracy, the per-class report and the confusion matrix."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    model = _load_model(args.model)
+    X, y, where = _eval_data(args.data, args.label_column, model.n_features_in_,
+                             need_labels=True)
+    _check_width(model, X, where)
+    pred = model.predict(X)
+    y = np.asarray(y)
+    if y.dtype.kind != np.asarray(model.classes_).dtype.kind and y.dtype.kind in "iu":
+        # labels read as numbers from a file, model trained on strings (or the reverse)
+        y = y.astype(str)
+        pred = pred.astype(str)
+    labels = np.unique(np.concatenate([np.asarray(model.classes_), np.unique(y)]).astype(
+        np.asarray(pred).dtype))
+    accuracy = float(np.mean(pred == y))
+    print(f"model: {args.model} ({model.n_features_in_} -> {model.coefs_[0].shape[1]} -> "
+          f"{len(model.classes_)} classes)")
+    print(f"data:  {where}, {X.shape[0]} rows")
+    print(f"accuracy: {accuracy:.4f}")
+    print()
+    print(classification_report(y, pred, labels=labels, digits=4, zero_division=0))
+    cm = confusion_matrix(y, pred, labels=labels)
+    names = [str(c) for c in labels]
+    width = max(5, *(len(n) for n in names), len(str(cm.max())))
+    print("confusion matrix (rows: true label, columns: predicted)")
+    print(" " * width + " " + " ".join(f"{n:>{width}}" for n in names))
+    for name, row in zip(names, cm, strict=True):
+        print(f"{name:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+    return 0
+
+
+# ---------------------------------------------------------------------- gradcheck
+def _relative_error(a, b) -> float:
+    """Return ``||a - b|| / (||a|| + ||b||)``, 0 when both are 0."""
+    den = np.linalg.norm(a) + np.linalg.norm(b)
+    return 0.0 if den == 0 else float(np.linalg.norm(a - b) / den)
+
+
+def _central_difference(f, x, eps):
+    """Gradient of the scalar ``f`` at ``x`` by (f(x + eps e_i) - f(x - eps e_i)) / (2 eps)."""
+    g = np.empty_like(x)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        up = f(x)
+        flat[i] = old - eps
+        down = f(x)
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * eps)
+    return g
+
+
+def cmd_gradcheck(args) -> int:
+    """Compare every gradient with central finite differences on a tiny random network."""
+    from . import forward_backward, reference
+
+    rng = np.random.default_rng(args.seed)
+    n, D, H, C = args.n, args.d, args.hidden, args.classes
+    if C < 2:
+        raise CommandError(f"--classes must be at least 2, got {C}")
+    X = rng.normal(size=(n, D))
+    y = rng.integers(0, C, size=n)
+    y[: min(n, C)] = np.arange(min(n, C))  # every class present when n >= C
+    W1 = rng.normal(size=(D, H)) / np.sqrt(D)
+    b1 = 0.1 * rng.normal(size=H)
+    W2 = rng.normal(size=(H, C)) / np.sqrt(H)
+    b2 = 0.1 * rng.normal(size=C)
+    Y = np.eye(C)[y]  # (n, C) one-hot
+    alpha = args.alpha
+    r = forward_backward(X, y, W1, b1, W2, b2, alpha=alpha, backend=args.backend)
+
+    def loss(X_, W1_, b1_, W2_, b2_):
+        return reference.loss(X_, Y, W1_, b1_, W2_, b2_, alpha=alpha)
+
+    penalty = alpha / (2 * n) * ((W1**2).sum() + (W2**2).sum())
+
+    def from_Z(Z):  # L as a function of the logits
+        return reference.cross_entropy(Z, Y).mean() + penalty
+
+    act = reference.activation_forward
+    checks = [
+        # (gradient, node, loss as a function of that node alone)
+        ("dW1", W1, lambda v: loss(X, v, b1, W2, b2)),
+        ("db1", b1, lambda v: loss(X, W1, v, W2, b2)),
+        ("dW2", W2, lambda v: loss(X, W1, b1, v, b2)),
+        ("db2", b2, lambda v: loss(X, W1, b1, W2, v)),
+        ("dX", X, lambda v: loss(v, W1, b1, W2, b2)),
+        ("dZ", r.Z, from_Z),
+        ("dH3", r.H3, lambda v: from_Z(v + b2)),
+        ("dH2", r.H2, lambda v: from_Z(v @ W2 + b2)),
+        ("dH1", r.H1, lambda v: from_Z(act(v) @ W2 + b2)),
+        ("dH0", r.H0, lambda v: from_Z(act(v + b1) @ W2 + b2)),
+    ]
+    print(f"gradient check: X ({n}, {D}) -> {H} ReLU -> {C} softmax, alpha {alpha:g}, "
+          f"seed {args.seed}, float64")
+    print(f"analytic: fastmlp.forward_backward(backend={args.backend!r}); finite differences:"
+          f" central, eps {args.eps:g}, on fastmlp.reference.loss")
+    print(f"loss {r.loss:.12g}")
+    print(f"{'gradient':<9}{'shape':<10}{'|analytic|':>14}{'|finite diff|':>15}"
+          f"{'rel. error':>13}")
+    worst = 0.0
+    for name, node, f in checks:
+        analytic = np.asarray(r[name], dtype=np.float64)
+        numeric = _central_difference(f, np.array(node, dtype=np.float64), args.eps)
+        err = _relative_error(analytic, numeric)
+        worst = max(worst, err)
+        flag = "ok" if err <= args.tol else "FAIL"
+        print(f"{name:<9}{str(tuple(node.shape)):<10}{np.linalg.norm(analytic):>14.6e}"
+              f"{np.linalg.norm(numeric):>15.6e}{err:>13.2e}  {flag}")
+    if worst > args.tol:
+        print(f"FAILED: largest relative error {worst:.2e} > tolerance {args.tol:g}")
+        return 1
+    print(f"all gradients agree: largest relative error {worst:.2e} <= {args.tol:g}")
+    return 0
+
+
+# -------------------------------------------------------------------------- bench
+def cmd_bench(argv: Sequence[str]) -> int:
+    """Hand the options to ``fastmlp.bench.main``."""
+    if importlib.util.find_spec("fastmlp.bench") is None:
+        raise CommandError("the benchmark module fastmlp/bench.py is not available in this "
+                           "installation")
+    bench = importlib.import_module("fastmlp.bench")
+    return int(bench.main(list(argv)) or 0)
+
+
+# ---------------------------------------------------------------------- the parser
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of every subcommand except ``bench`` (its own parser)."""
+    parser = _Parser(
+        prog=PROG,
+        description="Two-layer neural network classifier with Numba kernels. With no "
+        "subcommand, runs 'demo'.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+
+    p = sub.add_parser("demo", help="train on Fashion-MNIST and compare with plain NumPy",
+                       description="Train on the best Fashion-MNIST available (the full set "
+                       "from the Debian package, else the sample shipped in datasets/), print "
+                       "test accuracy, seconds per epoch and the speed ratio to plain NumPy.")
+    p.add_argument("--epochs", type=_positive_int, default=5)
+    p.add_argument("--hidden", type=_positive_int, default=100)
+    p.add_argument("--batch-size", type=_positive_int, default=200)
+    p.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (0.01)")
+    p.add_argument("--momentum", type=_nonnegative_float, default=0.9)
+    p.add_argument("--alpha", type=_nonnegative_float, default=1e-4, help="L2 penalty")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--max-train", type=_positive_int, default=None,
+                   help="train on at most this many images (a stratified choice)")
+    p.add_argument("--numpy-epochs", type=int, default=1,
+                   help="epochs of plain NumPy to time (0 skips the comparison; default 1)")
+    p.add_argument("--sample", action="store_true",
+                   help="use the sample shipped in datasets/ even if the full set is installed")
+    p.add_argument("--data-dir", default=None,
+                   help="a directory with the Fashion-MNIST IDX files")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train a model and save it",
+                       description="Train TwoLayerClassifier and save it as .npz.")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="fashion-mnist, fashion-mnist-sample, digits, a directory of "
+                   "Fashion-MNIST IDX files, or a .npz/CSV file (default fashion-mnist)")
+    p.add_argument("--label-column", type=_label_column, default=-1,
+                   help="CSV: index or name of the label column (default last)")
+    p.add_argument("--test-size", type=float, default=0.2,
+                   help="fraction held out for testing from a file without a split")
+    p.add_argument("--hidden", type=_positive_int, default=100)
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--solver", choices=("sgd", "adam", "lbfgs"), default="adam")
+    p.add_argument("--batch-size", type=_positive_int, default=200)
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate (default 0.001 for adam, 0.01 for sgd)")
+    p.add_argument("--momentum", type=_nonnegative_float, default=0.9)
+    p.add_argument("--alpha", type=_nonnegative_float, default=1e-4, help="L2 penalty")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--max-train", type=_positive_int, default=None)
+    p.add_argument("--early-stopping", action="store_true",
+                   help="hold out 10%% for validation and keep the best epoch")
+    p.add_argument("--output", "-o", type=Path, default=None, help="save the model (.npz)")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="save the loss (and validation) curves as a PNG (needs matplotlib)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no line per epoch")
+    p.set_defaults(func=cmd_train)
+
+    for name, func, text in (
+        ("predict", cmd_predict, "write the predicted label of each row"),
+        ("evaluate", cmd_evaluate, "accuracy, per-class report and confusion matrix"),
+    ):
+        p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
+        p.add_argument("--model", "-m", type=Path, required=True, help="a model .npz")
+        p.add_argument("--data", required=True,
+                       help="a .npz/CSV file, or fashion-mnist, fashion-mnist-sample, digits "
+                       "(their test split)")
+        p.add_argument("--label-column", type=_label_column, default="auto",
+                       help="CSV: index or name of the label column, 'none', or 'auto' (the "
+                       "last column when the file has one more column than the model's inputs)")
+        if name == "predict":
+            p.add_argument("--output", "-o", default=None,
+                           help="CSV file to write (default: standard output)")
+            p.add_argument("--proba", action="store_true", help="add a probability per class")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("gradcheck", help="analytic gradients against finite differences",
+                       description="Build a tiny random network, compute every gradient with "
+                       "fastmlp.forward_backward and compare each with central finite "
+                       "differences in float64. Exit status 1 if any relative error exceeds "
+                       "--tol.")
+    p.add_argument("--n", type=_positive_int, default=6, help="rows of X (6)")
+    p.add_argument("--d", type=_positive_int, default=5, help="features (5)")
+    p.add_argument("--hidden", type=_positive_int, default=4, help="hidden units (4)")
+    p.add_argument("--classes", type=_positive_int, default=3, help="classes (3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--alpha", type=_nonnegative_float, default=0.1, help="L2 penalty (0.1)")
+    p.add_argument("--eps", type=_positive_float, default=1e-6, help="step (1e-6)")
+    p.add_argument("--tol", type=_positive_float, default=1e-6,
+                   help="largest relative error accepted (1e-6)")
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
+    p.set_defaults(func=cmd_gradcheck)
+
+    sub.add_parser("bench", help="the speed report (options: fastmlp bench --help)",
+                   add_help=False)
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    if argv and argv[0] == "bench":
+        return cmd_bench(argv[1:])
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["demo", *argv]
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _run(argv)
+    except CommandError as exc:
+        message, status = str(exc), exc.status
+    except (ValueError, OSError, ImportError, MemoryError) as exc:
+        message, status = str(exc) or type(exc).__name__, 1
+        if isinstance(exc, ImportError) and exc.name:
+            message = f"{message} (a missing optional package? pip install {exc.name})"
+    except KeyboardInterrupt:
+        message, status = "interrupted", 130
+    one_line = " ".join(message.split())
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
