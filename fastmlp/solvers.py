@@ -133,7 +133,7 @@ def _forward(X, W1, b1, W2, b2, activation, use_blas, parallel, H1, H2, Z):
 
 @jit
 def _loss_and_grads(
-    X, Y, sw, scale, W1, b1, W2, b2, alpha, activation, output, use_blas, parallel, ws
+    X, Y, sw, scale, W1, b1, W2, b2, alpha, activation, output, use_blas, parallel, ws, wt
 ):
     """Forward, loss and every parameter gradient of one batch into ``ws``.
 
@@ -171,11 +171,13 @@ def _loss_and_grads(
         K.weight_grad(H2, dZ, W2, reg, gW2)
     else:
         K.weight_grad_serial(H2, dZ, W2, reg, gW2)
+    W2t = wt[1]
+    K.transpose_serial(W2, ws[12][:0], W2t)  # (C, H): dH2 is then built row by row
     if parallel:
-        K.hidden_backward(dZ, W2, H1, H2, activation, dH1)
+        K.hidden_backward_t(dZ, W2t, H1, H2, activation, dH1)
         K.bias_grad(dH1, gb1)
     else:
-        K.hidden_backward_serial(dZ, W2, H1, H2, activation, dH1)
+        K.hidden_backward_t_serial(dZ, W2t, H1, H2, activation, dH1)
         K.bias_grad_serial(dH1, gb1)
     if use_blas:
         K.weight_grad_blas(X, dH1, W1, reg, gW1)
@@ -343,7 +345,7 @@ def _epoch(
                 Xm = X[start:stop]
             loss = _loss_and_grads(
                 Xm, Ym, swm, scale, W1, b1, W2, b2, alpha, activation, output, True,
-                parallel, ws,
+                parallel, ws, wt,
             )
             _update(optimizer, W1, gW1, state[0], state[4], lr, mom, nesterov, step_size, b1_, b2_, eps)
             _update(optimizer, W2, gW2, state[2], state[6], lr, mom, nesterov, step_size, b1_, b2_, eps)
@@ -474,7 +476,7 @@ def loss_and_grads(
     loss = _loss_and_grads(
         X, Y, sample_weight, dt(1.0 / wsum), W1, b1, W2, b2, dt(alpha),
         K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], bool(use_blas),
-        bool(parallel), workspace.buffers,
+        bool(parallel), workspace.buffers, workspace.tbuffers,
     )
     return loss, workspace.buffers[8:12]
 
