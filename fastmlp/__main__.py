@@ -61,6 +61,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _at_least_two(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -327,6 +334,7 @@ def _plot(model, path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     scores = getattr(model, "validation_scores_", None)
     fig, axes = plt.subplots(1, 2 if scores else 1, figsize=(10 if scores else 5.5, 3.8),
@@ -338,12 +346,14 @@ def _plot(model, path: Path, title: str) -> None:
     ax.set_ylabel("training loss (cross-entropy + L2)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if scores:
         ax = axes[0, 1]
         ax.plot(epochs[: len(scores)], scores, marker="o", ms=3, color="tab:green")
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation accuracy")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -389,8 +399,10 @@ def cmd_train(args) -> int:
         path = save_model(model, args.output)
         print(f"model saved to {path}")
     if args.plot is not None:
-        _plot(model, args.plot, f"{data.location}: {args.solver}, hidden {args.hidden}, "
-              f"test accuracy {test_acc:.3f}")
+        label = {"sklearn": "digits", "file": Path(data.location).name}.get(
+            data.source, "Fashion-MNIST" + (" sample" if data.source == "sample" else ""))
+        _plot(model, args.plot, f"{label}, {X_train.shape[0]} rows: {args.solver}, hidden "
+              f"{args.hidden}, test accuracy {test_acc:.3f}")
         print(f"curves saved to {args.plot}")
     return 0
 
@@ -485,8 +497,6 @@ def cmd_gradcheck(args) -> int:
 
     rng = np.random.default_rng(args.seed)
     n, D, H, C = args.n, args.d, args.hidden, args.classes
-    if C < 2:
-        raise CommandError(f"--classes must be at least 2, got {C}")
     X = rng.normal(size=(n, D))
     y = rng.integers(0, C, size=n)
     y[: min(n, C)] = np.arange(min(n, C))  # every class present when n >= C
@@ -642,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=6, help="rows of X (6)")
     p.add_argument("--d", type=_positive_int, default=5, help="features (5)")
     p.add_argument("--hidden", type=_positive_int, default=4, help="hidden units (4)")
-    p.add_argument("--classes", type=_positive_int, default=3, help="classes (3)")
+    p.add_argument("--classes", type=_at_least_two, default=3, help="classes (3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=_nonnegative_float, default=0.1, help="L2 penalty (0.1)")
     p.add_argument("--eps", type=_positive_float, default=1e-6, help="step (1e-6)")

@@ -119,6 +119,7 @@ class Dataset:
             "env": f"Fashion-MNIST (${ENV_VAR})",
             "debian": "Fashion-MNIST (full set, Debian package dataset-fashion-mnist)",
             "sample": "Fashion-MNIST (sample shipped in datasets/)",
+            "sklearn": "scikit-learn's digits",
         }.get(self.source, self.source)
         return f"{what} at {self.location}: {self.X_train.shape[0]} train, {n_test} test"
 
@@ -513,6 +514,9 @@ def _npz_arrays(path: Path, npz) -> list:
 
 def _load_npz(path: Path) -> Dataset:
     with open(path, "rb") as fh:  # our handle, so a failed np.load leaks nothing
+        if not fh.read(2) == b"PK":
+            raise ValueError(f"{path}: not a readable .npz file (not a zip archive)")
+        fh.seek(0)
         try:
             npz = np.load(fh, allow_pickle=False)
         except _NPZ_ERRORS as exc:

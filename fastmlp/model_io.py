@@ -195,6 +195,12 @@ def save_model(model, path) -> Path:
 def _read(path: Path) -> dict[str, np.ndarray]:
     """Every array of the archive, read with ``allow_pickle=False``."""
     with open(path, "rb") as f:
+        head = f.read(6)
+        f.seek(0)
+        if head.startswith(b"\x93NUMPY"):
+            raise ValueError(f"{path}: not a fastmlp model file (a single .npy array)")
+        if not head.startswith(b"PK"):
+            raise ValueError(f"{path}: not a fastmlp model file (not an .npz archive)")
         try:
             npz = np.load(f, allow_pickle=False)
         except _NPZ_ERRORS as exc:

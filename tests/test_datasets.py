@@ -294,6 +294,7 @@ def test_full_debian_set():
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 @needs_debian
 def test_sample_regenerates_from_debian(tmp_path):
     ds.make_fashion_mnist_sample(ds.DEBIAN_DIR, tmp_path, n_train=10_000, seed=0)
