@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import types
 from collections.abc import Callable, Iterator
 
 import numba
@@ -93,8 +94,19 @@ def serial_and_parallel(func: Callable):
 
     Returns ``(serial, parallel)``. Write the loop once with ``numba.prange`` on the
     batch axis; in the serial build ``prange`` is an ordinary ``range``.
+
+    Numba names a cache entry after the function and its signature, not its
+    options, so the parallel build is made from a renamed copy of ``func``
+    (``<name>_parallel``): otherwise each twin could load the other's machine code.
     """
-    return jit(func, parallel=False), jit(func, parallel=True)
+    twin = types.FunctionType(
+        func.__code__, func.__globals__, func.__name__ + "_parallel", func.__defaults__,
+        func.__closure__,
+    )
+    twin.__qualname__ = func.__qualname__ + "_parallel"
+    twin.__doc__ = func.__doc__
+    twin.__module__ = func.__module__
+    return jit(func, parallel=False), jit(twin, parallel=True)
 
 
 def max_threads() -> int:

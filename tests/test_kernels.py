@@ -391,12 +391,6 @@ def test_adam_update(rng, shape, dtype):
 
 # --------------------------------------------------------- the serial twins' cache
 @pytest.mark.skipif(JIT_DISABLED, reason="about Numba's on-disk cache; nothing is compiled")
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _jit.serial_and_parallel compiles one Python function twice with cache=True; "
-    "Numba keys the cache by function and signature only (numba/numba#6845), so the "
-    "_serial twin loads whichever build was cached first (often the parallel one)",
-)
 def test_serial_twin_does_not_load_parallel_build_from_cache(tmp_path):
     script = textwrap.dedent(
         """
