@@ -533,3 +533,47 @@ def forward_proba(
         bool(use_blas), bool(parallel and n > 1), H1, H2, out,
     )
     return out
+
+
+# ------------------------------------------------------- choosing a matmul path
+_PATH_CHOICES: dict = {}
+
+
+def choose_use_blas(X, Y, sample_weight, params, *, batch_size, parallel=True, **epoch_kwargs):
+    """Time both matrix-product paths on a few real batches and return ``use_blas``.
+
+    Runs a short epoch over the first few batches of ``X`` with each path, on
+    copies of the parameters (nothing the caller owns changes), and keeps the
+    faster one. The answer is remembered per shape, dtype, thread count,
+    optimizer, activation and output for the life of the process, so only the first fit of a shape pays
+    (a few batches, plus compiling both paths on a cold cache).
+    """
+    import time
+
+    import numba
+
+    n, D = X.shape
+    H, C = params[2].shape
+    B = min(batch_size, n)
+    key = (D, H, C, B, X.dtype.str, numba.get_num_threads(), bool(parallel)) + tuple(
+        epoch_kwargs.get(k) for k in ("optimizer", "activation", "output")
+    )
+    if key in _PATH_CHOICES:
+        return _PATH_CHOICES[key]
+    m = min(n, 4 * B)
+    Xs, Ys, sws = X[:m], Y[:m], sample_weight[:m]
+    ws = Workspace(m, D, H, C, B, X.dtype)
+    optimizer = epoch_kwargs.get("optimizer", "sgd")
+    best = {}
+    for _ in range(3):
+        for use_blas in (True, False):
+            p = tuple(a.copy() for a in params)
+            state = init_optimizer_state(p, optimizer)
+            t = time.perf_counter()
+            run_epoch(Xs, Ys, sws, p, state, ws, use_blas=use_blas, parallel=parallel,
+                      **epoch_kwargs)
+            elapsed = time.perf_counter() - t
+            best[use_blas] = min(best.get(use_blas, np.inf), elapsed)
+    choice = bool(best[True] <= best[False])
+    _PATH_CHOICES[key] = choice
+    return choice
