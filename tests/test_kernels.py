@@ -392,6 +392,9 @@ def test_adam_update(rng, shape, dtype):
 # --------------------------------------------------------- the serial twins' cache
 @pytest.mark.skipif(JIT_DISABLED, reason="about Numba's on-disk cache; nothing is compiled")
 def test_serial_twin_does_not_load_parallel_build_from_cache(tmp_path):
+    # Numba keys its on-disk cache by function and signature, not by options
+    # (numba/numba#6845): compiled from one function, the twins would share a cache
+    # entry and the serial one could silently run the parallel machine code.
     script = textwrap.dedent(
         """
         import numpy as np
