@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 import tracemalloc
 
 import numba
@@ -431,3 +433,47 @@ def test_epoch_allocates_nothing_per_batch(make_problem, nrt_stats, use_blas, pa
                 "on every parallel call"
             )
     assert per_batch == 0
+
+
+# ------------------------------------------------------------- misfit workspace
+_MISFIT_SCRIPT = """
+import numpy as np
+from fastmlp import solvers
+n, D, H, C = 64, 4, 6, 3
+rng = np.random.default_rng(0)
+X = rng.normal(size=(n, D))
+Y = np.eye(C)[rng.integers(0, C, n)]
+sw = np.ones(n)
+params = tuple(rng.normal(size=s) for s in [(D, H), (H,), (H, C), (C,)])
+small = solvers.Workspace(8, D, H, C, 4, np.float64)  # made for 8 samples in batches of 4
+calls = {
+    "loss_and_grads": lambda: solvers.loss_and_grads(
+        X, Y, sw, params, small, use_blas=False, parallel=False),
+    "run_epoch": lambda: solvers.run_epoch(
+        X, Y, sw, params, solvers.init_optimizer_state(params, "sgd"), small,
+        use_blas=False, parallel=False),
+}
+for name, call in calls.items():
+    try:
+        call()
+        print(name, "no error")
+    except ValueError as exc:
+        print(name, "ValueError", "workspace" in str(exc).lower())
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: loss_and_grads and run_epoch do not check that the workspace fits "
+    "(boundscheck=False): the loops path writes past its buffers instead of raising",
+)
+def test_misfit_workspace_raises_instead_of_writing_out_of_bounds():
+    # In a child process: today the out-of-bounds writes corrupt the heap.
+    done = subprocess.run(
+        [sys.executable, "-c", _MISFIT_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split("\n")[:2] == [
+        "loss_and_grads ValueError True",
+        "run_epoch ValueError True",
+    ], done.stdout
