@@ -264,7 +264,10 @@ def _numba_forward_backward(X, Y, W1, b1, W2, b2, sw, alpha, activation, blas):
     dH2 = np.empty((n, H), X.dtype)
     input_grad(dH3, W2, dH2)  # dH3 W2ᵀ            (n, H)
     dH1 = np.empty((n, H), X.dtype)
-    K.activation_backward(dH2, H1, H2, act, dH1)  # dH2 * act'(H1)  (n, H)
+    if act == K.RELU:
+        K.relu_backward(dH2, H1, dH1)  # dH2 * 1[H1 > 0]      (n, H)
+    else:
+        K.activation_backward(dH2, H1, H2, act, dH1)  # dH2 * act'(H1)  (n, H)
     dH0 = dH1  # identity: H1 = H0 + b1
     db1 = np.empty(H, X.dtype)
     K.bias_grad(dH1, db1)  # (H,)

@@ -6,17 +6,24 @@ from one loop (:func:`fastmlp._jit.serial_and_parallel`): the plain name runs in
 parallel, the ``_serial`` twin runs on the calling thread (cheaper for tiny
 batches, and the building block when the caller is already parallel).
 
-Names follow the graph of ``DESIGN.md``::
+Names follow the graph of ``DESIGN.md``. ``forward_backward`` (the inspection
+API) runs one kernel per node::
 
-    X --linear_forward--> H1 --activation--> H2 --linear_forward--> Z
-      --softmax_cross_entropy--> loss, P, dZ
-    dZ --bias_grad--> db2     dZ, H2 --weight_grad--> dW2
-    dZ --input_grad--> dH2 --relu_backward--> dH1 --bias_grad--> db1 ...
+    X --linear_forward--> H0 --bias_activation_forward--> H1, H2
+      --linear_forward--> H3 --(+ b2)--> Z --softmax_cross_entropy--> loss, P, dZ
+    dZ --bias_grad--> db2      H2, dZ --weight_grad--> dW2
+    dZ --input_grad--> dH2 --relu_backward (activation_backward)--> dH1
+    dH1 --bias_grad--> db1     X, dH1 --weight_grad--> dW1     dH1 --input_grad--> dX
 
-The matrix products come in two paths: Numba loops parallel over the batch
-(``linear_forward``, ``weight_grad``, ``input_grad``) and BLAS reached through
-``np.dot`` inside compiled code (``*_blas``). Both are tested against the NumPy
-reference; the solver picks one per shape by measurement.
+The compiled epoch (``fastmlp.solvers``) runs fused variants of the same nodes.
+Its matrix products come in two paths, chosen per shape by timing
+(``solvers.choose_use_blas``): Numba loops (``matmul_nt``, a register-blocked
+``A Btᵀ`` with the minibatch gather fused in, on weights kept transposed for the
+epoch, with ``hidden_backward_t`` building ``dH1`` row by row), or BLAS reached
+through ``np.dot`` inside compiled code (``*_blas``). ``linear_forward``,
+``weight_grad``, ``input_grad`` and ``hidden_backward`` are the plain loop forms of
+the same products, one node each, kept for the inspection API and as the
+readable version. Every kernel is tested against the NumPy reference.
 """
 
 from __future__ import annotations
