@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import importlib
 import importlib.util
 import os
@@ -160,34 +161,50 @@ def _split(data, test_size, seed):
     return data
 
 
-def _eval_data(spec: str, label_column, n_features: int, need_labels: bool):
-    """Return ``(X, y, description)`` to score: a named set's test split, else the file."""
+def _csv_width(path: Path) -> int | None:
+    """Return the number of fields of the first non-empty CSV row, None if unreadable."""
+    try:
+        with open(path, newline="") as f:
+            for row in csv.reader(f):
+                if row and any(c.strip() for c in row):
+                    return len(row)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
+
+
+def _eval_data(spec: str, label_column, model, need_labels: bool):
+    """Return ``(X, y, description)`` to score: a named set's test split, else the file.
+
+    Checks that the data has the model's number of features, and labels if needed.
+    """
     from . import datasets
 
     if spec in ("fashion-mnist", "fashion-mnist-sample", "digits") or Path(spec).is_dir():
         data = _load_data(spec)
-        return data.X_test, data.y_test, data.name if spec != "digits" else "digits test split"
-    path = Path(spec)
-    if label_column == "auto":
-        # a CSV one column wider than the model's input carries labels in its last column
-        label_column = None
-        if path.suffix.lower() != ".npz" and path.exists() and not path.is_dir():
-            probe = datasets.load_file(path, label_column=None)
-            label_column = -1 if probe.X_train.shape[1] == n_features + 1 else None
-    data = datasets.load_file(path, label_column=label_column)
-    if data.X_test is not None:
-        return data.X_test, data.y_test, f"{path} (X_test, y_test)"
-    if need_labels and data.y_train is None:
-        raise CommandError(f"{path}: no labels to evaluate against (see --label-column)")
-    return data.X_train, data.y_train, str(path)
-
-
-def _check_width(model, X, where: str):
+        X, y = data.X_test, data.y_test
+        where = data.name if spec != "digits" else "digits test split"
+    else:
+        path = Path(spec)
+        if label_column == "auto":
+            # a CSV one column wider than the model's input has labels in its last column
+            width = None
+            if path.suffix.lower() != ".npz" and path.is_file():
+                width = _csv_width(path)
+            label_column = -1 if width == model.n_features_in_ + 1 else None
+        data = datasets.load_file(path, label_column=label_column)
+        if data.X_test is not None:
+            X, y, where = data.X_test, data.y_test, f"{path} (X_test, y_test)"
+        else:
+            X, y, where = data.X_train, data.y_train, str(path)
     if X.shape[1] != model.n_features_in_:
         raise CommandError(
             f"{where}: the model expects {model.n_features_in_} features, the data has "
             f"{X.shape[1]}"
         )
+    if need_labels and y is None:
+        raise CommandError(f"{where}: no labels to evaluate against (see --label-column)")
+    return X, y, where
 
 
 class _Progress:
@@ -323,7 +340,11 @@ def cmd_demo(args) -> int:
     slow, name = _numpy_seconds_per_epoch(X_train, y_train, model, args, args.numpy_epochs)
     print(f"plain NumPy: {slow:.3f} s per epoch (median of {args.numpy_epochs}, {name}, "
           "same batch, lr, momentum, data)")
-    print(f"speed ratio: fastmlp is {slow / fast:.1f}x faster per epoch than plain NumPy")
+    ratio = slow / fast
+    verdict = (f"fastmlp is {ratio:.1f}x faster" if ratio >= 1
+               else f"fastmlp is {1 / ratio:.1f}x slower")
+    print(f"speed ratio: {ratio:.2f} (NumPy s/epoch / fastmlp s/epoch): {verdict} per epoch "
+          "than plain NumPy")
     print(f"total time: {time.perf_counter() - total_start:.1f} s")
     return 0
 
@@ -417,9 +438,7 @@ def _load_model(path):
 def cmd_predict(args) -> int:
     """Write the predicted label (and optionally probabilities) of each row."""
     model = _load_model(args.model)
-    X, _, where = _eval_data(args.data, args.label_column, model.n_features_in_,
-                             need_labels=False)
-    _check_width(model, X, where)
+    X, _, where = _eval_data(args.data, args.label_column, model, need_labels=False)
     labels = model.predict(X)
     rows = [[str(v)] for v in labels]
     header = ["prediction"]
@@ -441,9 +460,7 @@ def cmd_evaluate(args) -> int:
     from sklearn.metrics import classification_report, confusion_matrix
 
     model = _load_model(args.model)
-    X, y, where = _eval_data(args.data, args.label_column, model.n_features_in_,
-                             need_labels=True)
-    _check_width(model, X, where)
+    X, y, where = _eval_data(args.data, args.label_column, model, need_labels=True)
     pred = model.predict(X)
     y = np.asarray(y)
     if y.dtype.kind != np.asarray(model.classes_).dtype.kind and y.dtype.kind in "iu":
@@ -583,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=5)
     p.add_argument("--hidden", type=_positive_int, default=100)
     p.add_argument("--batch-size", type=_positive_int, default=200)
-    p.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (0.01)")
+    p.add_argument("--lr", type=_positive_float, default=0.05, help="learning rate (0.05)")
     p.add_argument("--momentum", type=_nonnegative_float, default=0.9)
     p.add_argument("--alpha", type=_nonnegative_float, default=1e-4, help="L2 penalty")
     p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,232 @@
+"""Tests of the command line, ``python -m fastmlp ...``, each in a subprocess."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastmlp import __main__ as cli
+
+
+def run(*args, cwd, timeout=180):
+    """Run ``python -m fastmlp *args``; return (exit status, stdout, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastmlp", *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def assert_one_line_error(status, out, err, expected_status, *fragments):
+    assert status == expected_status, (status, out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastmlp")
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """Train once on digits with --plot and --output; shared by predict/evaluate tests."""
+    where = tmp_path_factory.mktemp("cli")
+    status, out, err = run(
+        "train", "--data", "digits", "--hidden", "16", "--epochs", "3", "--solver", "adam",
+        "--lr", "0.01", "--early-stopping", "--output", "model.npz", "--plot", "curves.png",
+        cwd=where,
+    )
+    return where, status, out, err
+
+
+# ------------------------------------------------------------------------- train
+def test_train_digits_saves_model_and_plot(digits_model):
+    where, status, out, err = digits_model
+    assert status == 0, err
+    assert "Traceback" not in err
+    assert out.count("  epoch ") == 3  # one progress line per epoch
+    assert "validation accuracy" in out
+    assert "test accuracy" in out and "model saved to model.npz" in out
+    assert (where / "model.npz").is_file()
+    assert (where / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_csv_with_string_labels_then_evaluate(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-2, 1, (40, 3)), rng.normal(2, 1, (40, 3))])
+    labels = np.array(["left"] * 40 + ["right"] * 40)
+    lines = ["a,b,c,side"] + [f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{s}" for r, s in zip(
+        X, labels, strict=True)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    status, out, err = run("train", "--data", "d.csv", "--hidden", "8", "--epochs", "20",
+                           "--solver", "adam", "--lr", "0.05", "--quiet", "-o", "m.npz",
+                           cwd=tmp_path)
+    assert status == 0, err
+    assert "  epoch " not in out  # --quiet
+    assert "X_train (64, 3), X_test (16, 3)" in out
+    status, out, err = run("evaluate", "-m", "m.npz", "--data", "d.csv", cwd=tmp_path)
+    assert status == 0, err
+    accuracy = float(out.split("accuracy: ")[1].split()[0])
+    assert accuracy > 0.9  # two well separated blobs
+    assert "left" in out and "right" in out
+
+
+def test_train_errors(tmp_path):
+    assert_one_line_error(*run("train", "--epochs", "0", cwd=tmp_path), 2,
+                          "--epochs", "expected a positive integer")
+    assert_one_line_error(*run("train", "--solver", "newton", cwd=tmp_path), 2,
+                          "invalid choice: 'newton'")
+    assert_one_line_error(*run("train", "--data", "missing.csv", cwd=tmp_path), 1,
+                          "missing.csv: no such file")
+    (tmp_path / "bad.csv").write_text("1,2,0\n3,oops,1\n")
+    assert_one_line_error(*run("train", "--data", "bad.csv", cwd=tmp_path), 1,
+                          "bad.csv", "features must be numbers")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(*run("train", "--data", "empty", cwd=tmp_path), 1,
+                          "does not hold the Fashion-MNIST IDX files")
+
+
+def test_plot_without_matplotlib_is_one_line(tmp_path, monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    status = cli.main(["train", "--data", "digits", "--plot", str(tmp_path / "c.png")])
+    out, err = capsys.readouterr()
+    assert_one_line_error(status, out, err, 1, "--plot needs matplotlib")
+    assert not (tmp_path / "c.png").exists()
+
+
+# ---------------------------------------------------------------- predict, evaluate
+def test_evaluate_prints_accuracy_report_confusion(digits_model):
+    where = digits_model[0]
+    status, out, err = run("evaluate", "--model", "model.npz", "--data", "digits", cwd=where)
+    assert status == 0, err
+    assert "data:  digits test split, 450 rows" in out
+    assert 0 <= float(out.split("accuracy: ")[1].split()[0]) <= 1
+    assert "precision" in out and "recall" in out and "macro avg" in out
+    matrix = out.split("confusion matrix (rows: true label, columns: predicted)\n")[1]
+    rows = matrix.strip().splitlines()[1:]
+    assert len(rows) == 10
+    assert sum(sum(int(v) for v in r.split()[1:]) for r in rows) == 450
+
+
+def test_predict_stdout_and_file(digits_model, tmp_path):
+    where = digits_model[0]
+    status, out, err = run("predict", "-m", "model.npz", "--data", "digits", "--proba",
+                           cwd=where)
+    assert status == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0] == "prediction," + ",".join(f"p_{c}" for c in range(10))
+    assert len(lines) == 451
+    probs = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-4)
+    # rows of an unlabelled CSV with the model's 64 columns: predictions to a file
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (5, 64))
+    (tmp_path / "x.csv").write_text("\n".join(",".join(f"{v:.3f}" for v in r) for r in X))
+    status, out, err = run("predict", "-m", where / "model.npz", "--data", "x.csv",
+                           "-o", "p.csv", cwd=tmp_path)
+    assert status == 0, err
+    written = (tmp_path / "p.csv").read_text().splitlines()
+    assert written[0] == "prediction" and len(written) == 6
+    assert all(0 <= int(v) <= 9 for v in written[1:])
+
+
+def test_predict_evaluate_errors(digits_model, tmp_path):
+    where = digits_model[0]
+    assert_one_line_error(*run("evaluate", "-m", "nope.npz", "--data", "digits", cwd=where),
+                          1, "nope.npz: no such model file")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 this is not really a zip")
+    assert_one_line_error(*run("predict", "-m", "junk.npz", "--data", "digits", cwd=tmp_path),
+                          1, "junk.npz: not a fastmlp model file")
+    np.savez(tmp_path / "foreign.npz", W=np.zeros(3))
+    assert_one_line_error(*run("evaluate", "-m", "foreign.npz", "--data", "digits",
+                               cwd=tmp_path), 1, "foreign.npz", "no 'metadata' entry")
+    (tmp_path / "narrow.csv").write_text("1,2,0\n3,4,1\n")
+    assert_one_line_error(*run("evaluate", "-m", where / "model.npz", "--data", "narrow.csv",
+                               cwd=tmp_path), 1, "the model expects 64 features, the data has 3")
+    assert_one_line_error(*run("predict", "--data", "digits", cwd=tmp_path), 2,
+                          "the following arguments are required: --model")
+
+
+# ---------------------------------------------------------------------- gradcheck
+def test_gradcheck_passes_and_lists_every_gradient(tmp_path):
+    status, out, err = run("gradcheck", "--n", "4", "--d", "3", "--hidden", "5",
+                           "--classes", "3", "--seed", "1", cwd=tmp_path)
+    assert status == 0, err
+    for name in ("dW1", "db1", "dW2", "db2", "dX", "dZ", "dH3", "dH2", "dH1", "dH0"):
+        row = next(line for line in out.splitlines() if line.startswith(name + " "))
+        analytic, numeric, error = (float(v) for v in row.split()[-4:-1])
+        assert abs(analytic - numeric) <= 1e-6 * max(analytic, 1e-12)
+        assert error <= 1e-6 and row.endswith("ok")
+    assert "all gradients agree" in out
+
+
+def test_gradcheck_exit_status_1_when_an_error_exceeds_tol(tmp_path):
+    # float64 central differences agree to ~1e-9, so a tolerance of 1e-15 must fail
+    status, out, err = run("gradcheck", "--tol", "1e-15", "--backend", "numpy", cwd=tmp_path)
+    assert status == 1
+    assert "FAIL" in out and "FAILED: largest relative error" in out
+    assert "Traceback" not in err
+
+
+def test_gradcheck_usage_error(tmp_path):
+    assert_one_line_error(*run("gradcheck", "--classes", "1", cwd=tmp_path), 2,
+                          "--classes", "expected an integer >= 2")
+
+
+# -------------------------------------------------------------------------- bench
+def test_bench_delegates_help(tmp_path):
+    status, out, err = run("bench", "--help", cwd=tmp_path)
+    assert status == 0, err
+    assert "usage:" in out and "bench" in out
+
+
+def test_bench_missing_module_is_one_line(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fastmlp.bench" else real(name, *a))
+    status = cli.main(["bench"])
+    out, err = capsys.readouterr()
+    assert_one_line_error(status, out, err, 1, "fastmlp/bench.py is not available")
+
+
+# --------------------------------------------------------------------------- demo
+def test_demo_on_shipped_sample(tmp_path):
+    status, out, err = run("demo", "--sample", "--max-train", "2000", "--epochs", "2",
+                           "--numpy-epochs", "1", cwd=tmp_path, timeout=120)
+    assert status == 0, err
+    assert "Fashion-MNIST (sample shipped in datasets/)" in out
+    assert "X_train (2000, 784), X_test (10000, 784), float32" in out
+    assert out.count("  epoch ") == 2
+    accuracy = float(out.split("test accuracy: ")[1].split()[0])
+    assert accuracy > 0.6  # 10 classes; two epochs on 2,000 real images learn a lot
+    fast = float(out.split("fastmlp:")[1].split()[0])
+    slow = float(out.split("plain NumPy:")[1].split()[0])
+    ratio = float(out.split("speed ratio: ")[1].split()[0])
+    assert ratio == pytest.approx(slow / fast, rel=0.02, abs=0.006)
+    verdict = "faster" if ratio >= 1 else "slower"
+    assert f"x {verdict} per epoch than plain NumPy" in out
+
+
+def test_no_subcommand_runs_demo(tmp_path):
+    # options without a subcommand go to demo, as plain `python -m fastmlp` does
+    status, out, err = run("--sample", "--max-train", "500", "--epochs", "1",
+                           "--numpy-epochs", "0", cwd=tmp_path, timeout=120)
+    assert status == 0, err
+    assert out.startswith("fastmlp demo:") and "test accuracy:" in out
+    assert "speed ratio" not in out
+
+
+def test_help_and_unknown_subcommand(tmp_path):
+    status, out, _ = run("--help", cwd=tmp_path)
+    assert status == 0
+    for name in cli.SUBCOMMANDS:
+        assert name in out
+    assert_one_line_error(*run("frobnicate", cwd=tmp_path), 2, "invalid choice: 'frobnicate'")
+    assert_one_line_error(*run("demo", "--data-dir", tmp_path, cwd=tmp_path), 1,
+                          "does not hold the Fashion-MNIST IDX files")
