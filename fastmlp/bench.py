@@ -1,0 +1,1475 @@
+"""Speed report: fastmlp against the GEMM floor, plain NumPy, scikit-learn and PyTorch.
+
+``python -m fastmlp bench`` calls :func:`main`. It times whole training epochs of the
+same network (D -> 100 ReLU -> C softmax, minibatch 200, SGD with Nesterov momentum
+0.9, L2 ``alpha=1e-4``, learning rate 0.001: scikit-learn's defaults for
+``solver='sgd'``) side by side, implementation after implementation in turn, and prints
+each median time per epoch as a multiple of the GEMM floor and as a speed-up over each
+peer. The floor is the time of the five matrix products of an epoch alone
+(``X W1``, ``H2 W2``, ``H2ᵀ dZ``, ``dZ W2ᵀ``, ``Xᵀ dH1``) with ``np.dot`` at the same
+shapes, dtype and thread count, summed over the epoch's batches.
+
+It also reports the Numba-loop matrix products against BLAS, one-row ``predict`` and
+10,000-row ``predict_proba`` latency, optionally the start-up time of a fresh process
+(``--startup``), the BLAS library and thread counts, and the issue's targets as a
+pass/miss column with the measured figure.
+
+The epoch runners (:class:`FloorEpoch`, :class:`FastmlpEpoch`, :class:`EstimatorEpoch`,
+:class:`NumpyEpoch`, :class:`SklearnEpoch`, :class:`TorchEpoch`) are also used by the
+pytest-benchmark files in ``benchmarks/``, so both measure the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import reference
+from . import solvers as S
+
+# The network and training settings shared by every implementation.
+HIDDEN = 100
+BATCH = 200
+LEARNING_RATE = 0.001
+MOMENTUM = 0.9
+NESTEROV = True
+ALPHA = 1e-4
+
+# (n_features, n_classes, full training rows) of each workload.
+WORKLOADS = {"digits": (64, 10, 1347), "fashion": (784, 10, 60000)}
+PREDICT_ROWS = 10_000
+
+
+# ------------------------------------------------------------------------- data
+@dataclass
+class Problem:
+    """One training set in its working dtype, with test rows for the predict timings.
+
+    Attributes
+    ----------
+    name : {"digits", "fashion"}
+    X : ndarray of shape (n_samples, n_features)
+        C-contiguous, in the working dtype.
+    y : ndarray of shape (n_samples,)
+        Integer labels in ``0 .. n_classes - 1``.
+    Y : ndarray of shape (n_samples, n_classes)
+        One-hot rows of ``y`` in the working dtype.
+    X_test : ndarray of shape (10000, n_features)
+        Rows for ``predict_proba`` timing (real test rows, tiled when fewer).
+    source : str
+        Where the data came from, printed with the report.
+    """
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    Y: np.ndarray
+    X_test: np.ndarray
+    source: str
+    n_classes: int = 10
+    hidden: int = HIDDEN
+    batch_size: int = BATCH
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The working dtype."""
+        return self.X.dtype
+
+    @property
+    def shape_label(self) -> str:
+        """``batch x D -> H -> C``, the shape of one step."""
+        return f"{self.batch_size}x{self.X.shape[1]}->{self.hidden}->{self.n_classes}"
+
+
+def _one_hot(y: np.ndarray, n_classes: int, dtype) -> np.ndarray:
+    Y = np.zeros((y.shape[0], n_classes), dtype=dtype)
+    Y[np.arange(y.shape[0]), y] = 1
+    return Y
+
+
+def _tile_rows(X: np.ndarray, rows: int) -> np.ndarray:
+    reps = -(-rows // X.shape[0])
+    return np.ascontiguousarray(np.tile(X, (reps, 1))[:rows])
+
+
+def _make_problem(name, X, y, X_test, dtype, rows, source) -> Problem:
+    dtype = np.dtype(dtype)
+    if rows is not None:
+        X, y = X[:rows], y[:rows]
+    X = np.ascontiguousarray(X, dtype=dtype)
+    y = np.asarray(y, dtype=np.int64)
+    C = WORKLOADS[name][1]
+    X_test = _tile_rows(np.asarray(X_test, dtype=dtype), PREDICT_ROWS)
+    return Problem(name, X, y, _one_hot(y, C, dtype), X_test, source, n_classes=C)
+
+
+def synthetic_problem(name: str, dtype="float32", rows: int | None = None, seed: int = 0):
+    """Random data of a workload's shape: pixels uniform in [0, 1), labels uniform.
+
+    Parameters
+    ----------
+    name : {"digits", "fashion"}
+    dtype : dtype
+    rows : int, optional
+        Training rows; the workload's full size by default.
+    seed : int
+
+    Returns
+    -------
+    Problem
+    """
+    if name not in WORKLOADS:
+        raise ValueError(f"workload must be one of {sorted(WORKLOADS)}; got {name!r}")
+    D, C, full = WORKLOADS[name]
+    n = full if rows is None else rows
+    if n < 1:
+        raise ValueError(f"rows must be a positive int; got {rows!r}")
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, D), dtype=np.float32)
+    y = rng.integers(0, C, n)
+    X_test = rng.random((min(PREDICT_ROWS, 2000), D), dtype=np.float32)
+    return _make_problem(name, X, y, X_test, dtype, None, f"synthetic, {n} x {D}, {C} classes")
+
+
+def digits_problem(dtype="float32", rows: int | None = None) -> Problem:
+    """scikit-learn's digits: the 1,347 training rows of a 75/25 split, pixels / 16."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, _ = train_test_split(X / 16.0, y, test_size=0.25, random_state=0)
+    n = X_train.shape[0] if rows is None else min(rows, X_train.shape[0])
+    return _make_problem(
+        "digits",
+        X_train,
+        y_train,
+        X_test,
+        dtype,
+        rows,
+        f"scikit-learn load_digits, {n} training rows (75/25 split), pixels / 16",
+    )
+
+
+def fashion_problem(dtype="float32", rows: int | None = None) -> Problem:
+    """Load Fashion-MNIST through ``fastmlp.datasets``, or make synthetic data of its shape.
+
+    ``source`` says which set was used: the full one (Debian package), the shipped
+    sample, or, when neither loads, synthetic data and why.
+    """
+    try:
+        from .datasets import load_fashion_mnist
+
+        data = load_fashion_mnist(max_train=rows)
+    except (ImportError, OSError, ValueError) as exc:
+        problem = synthetic_problem("fashion", dtype, rows)
+        problem.source += f" -- NOT the real Fashion-MNIST: {type(exc).__name__}: {exc}"
+        return problem
+    X, y, X_test, _ = data
+    source = data.name
+    if data.source == "sample":
+        source += " -- the small shipped sample, NOT the full 60,000-row set"
+    return _make_problem("fashion", X, y, X_test, dtype, None, source)
+
+
+def load_problem(name: str, dtype="float32", rows: int | None = None, synthetic=False):
+    """Load the workload ``name`` ("digits" or "fashion"), real data unless ``synthetic``."""
+    if name not in WORKLOADS:
+        raise ValueError(f"workload must be one of {sorted(WORKLOADS)}; got {name!r}")
+    if rows is not None and rows < 1:
+        raise ValueError(f"rows must be a positive int; got {rows!r}")
+    if synthetic:
+        return synthetic_problem(name, dtype, rows)
+    return digits_problem(dtype, rows) if name == "digits" else fashion_problem(dtype, rows)
+
+
+def init_params(n_features, n_hidden, n_classes, dtype, seed=0):
+    """Glorot-uniform weights and biases ``[W1, b1, W2, b2]``, scikit-learn's scheme for ReLU."""
+    rng = np.random.default_rng(seed)
+    params = []
+    for fan_in, fan_out in ((n_features, n_hidden), (n_hidden, n_classes)):
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        params.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
+        params.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
+    return params
+
+
+# ---------------------------------------------------------------------- threads
+@contextlib.contextmanager
+def limit_threads(n: int | None) -> Iterator[None]:
+    """Run Numba, BLAS and (if imported) PyTorch with ``n`` threads; ``None`` changes nothing."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    from ._jit import num_threads
+
+    torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch is not None else None
+    try:
+        with num_threads(n), threadpool_limits(limits=n):
+            if torch is not None:
+                torch.set_num_threads(n)
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(previous)
+
+
+# ---------------------------------------------------------------- epoch runners
+class EpochRunner:
+    """One implementation's training state; calling it runs one epoch in place.
+
+    ``threads`` (None: inherit) is applied by :func:`time_epochs` around each timed sample.
+    """
+
+    name = "?"
+    threads: int | None = None
+
+    def __call__(self) -> None:  # pragma: no cover - abstract
+        """Run one epoch, updating the runner's weights in place."""
+        raise NotImplementedError
+
+    def weights(self) -> list[np.ndarray]:
+        """``[W1, b1, W2, b2]`` as float64 arrays in fastmlp's layout (for checks)."""
+        raise NotImplementedError
+
+
+def _batch_slices(n, batch_size):
+    return [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+
+
+class FloorEpoch(EpochRunner):
+    """The five GEMMs of an epoch alone, ``np.dot`` into preallocated outputs.
+
+    Per batch of m rows: ``X W1`` (m,D)(D,H), ``H2 W2`` (m,H)(H,C), ``H2ᵀ dZ`` (H,m)(m,C),
+    ``dZ W2ᵀ`` (m,C)(C,H) and ``Xᵀ dH1`` (D,m)(m,H), the batches being contiguous
+    row blocks of X (no gather, no elementwise work, no update).
+    """
+
+    name = "GEMM floor (5 np.dot)"
+
+    def __init__(self, problem: Problem, threads=None):
+        self.threads = threads
+        X = problem.X
+        n, D = X.shape
+        H, C, B = problem.hidden, problem.n_classes, min(problem.batch_size, n)
+        rng = np.random.default_rng(1)
+        dt = X.dtype
+
+        def buf(*shape):
+            return rng.standard_normal(shape).astype(dt) * dt.type(0.01)
+
+        self.X = X
+        self.W1, self.W2 = buf(D, H), buf(H, C)
+        self.H1, self.H2, self.dH2, self.dH1 = buf(B, H), buf(B, H), buf(B, H), buf(B, H)
+        self.Z, self.dZ = buf(B, C), buf(B, C)
+        self.gW1, self.gW2 = buf(D, H), buf(H, C)
+        self.slices = _batch_slices(n, B)
+
+    def __call__(self):
+        """Run one epoch."""
+        X, W1, W2, gW1, gW2 = self.X, self.W1, self.W2, self.gW1, self.gW2
+        for start, stop in self.slices:
+            m = stop - start
+            Xb = X[start:stop]
+            H2, dZ, dH1 = self.H2[:m], self.dZ[:m], self.dH1[:m]
+            np.dot(Xb, W1, out=self.H1[:m])  # (m, H)
+            np.dot(H2, W2, out=self.Z[:m])  # (m, C)
+            np.dot(H2.T, dZ, out=gW2)  # (H, C)
+            np.dot(dZ, W2.T, out=self.dH2[:m])  # (m, H)
+            np.dot(Xb.T, dH1, out=gW1)  # (D, H)
+
+
+class FastmlpEpoch(EpochRunner):
+    """fastmlp's compiled epoch, :func:`fastmlp.solvers.run_epoch`, with its own workspace.
+
+    Parameters
+    ----------
+    problem : Problem
+    optimizer : {"sgd", "adam"}
+    use_blas : bool, optional
+        Passed to ``run_epoch`` when given; its default otherwise.
+    threads : int, optional
+    shuffle : bool
+    """
+
+    def __init__(
+        self, problem: Problem, optimizer="sgd", use_blas=None, threads=None, shuffle=True, seed=0
+    ):
+        self.problem = problem
+        self.optimizer = optimizer
+        self.threads = threads
+        self.shuffle = shuffle
+        self.seed = seed
+        X = problem.X
+        n, D = X.shape
+        self.params = tuple(init_params(D, problem.hidden, problem.n_classes, X.dtype, seed))
+        self.state = S.init_optimizer_state(self.params, optimizer)
+        self.workspace = S.Workspace(
+            n, D, problem.hidden, problem.n_classes, problem.batch_size, X.dtype
+        )
+        self.sample_weight = np.ones(n, X.dtype)
+        self.step = 0
+        self.epoch = 0
+        self.kwargs = {} if use_blas is None else {"use_blas": bool(use_blas)}
+        path = "" if use_blas is None else (" blas" if use_blas else " loops")
+        extra = "" if threads is None else f", {threads} thread{'s' * (threads > 1)}"
+        self.name = f"fastmlp run_epoch {optimizer}{path}{extra}"
+
+    def __call__(self):
+        """Run one epoch."""
+        p = self.problem
+        self.loss, self.step = S.run_epoch(
+            p.X,
+            p.Y,
+            self.sample_weight,
+            self.params,
+            self.state,
+            self.workspace,
+            optimizer=self.optimizer,
+            learning_rate=LEARNING_RATE,
+            momentum=MOMENTUM,
+            nesterov=NESTEROV,
+            alpha=ALPHA,
+            step=self.step,
+            shuffle=self.shuffle,
+            seed=self.seed + self.epoch,
+            **self.kwargs,
+        )
+        self.epoch += 1
+
+    def weights(self):
+        """Return ``[W1, b1, W2, b2]`` as float64 arrays in fastmlp's layout."""
+        return [np.asarray(a, np.float64) for a in self.params]
+
+    def predict_proba(self, X):
+        """``forward_proba`` with the current weights (no estimator needed)."""
+        return S.forward_proba(X, self.params)
+
+
+def estimator_available() -> tuple[bool, str]:
+    """Whether ``fastmlp.classifier.TwoLayerClassifier`` imports, and why not."""
+    if importlib.util.find_spec("fastmlp.classifier") is None:
+        return False, "fastmlp/classifier.py does not exist yet"
+    try:
+        importlib.import_module("fastmlp.classifier").TwoLayerClassifier  # noqa: B018
+    except Exception as exc:  # a module being written may fail in any way
+        return False, f"fastmlp.classifier does not import: {type(exc).__name__}: {exc}"
+    return True, ""
+
+
+def make_estimator(problem: Problem, solver="sgd", **params):
+    """Make a ``TwoLayerClassifier`` with the report's settings, ``params`` overriding them."""
+    from .classifier import TwoLayerClassifier
+
+    settings = dict(
+        hidden_units=problem.hidden,
+        solver=solver,
+        batch_size=problem.batch_size,
+        learning_rate_init=LEARNING_RATE,
+        alpha=ALPHA,
+        random_state=0,
+        max_iter=1,
+        dtype=str(problem.dtype),
+    )
+    if solver == "sgd":
+        settings.update(momentum=MOMENTUM, nesterovs_momentum=NESTEROV)
+    settings.update(params)
+    return TwoLayerClassifier(**settings)
+
+
+class EstimatorEpoch(EpochRunner):
+    """``TwoLayerClassifier.partial_fit``: one epoch per call, validation included."""
+
+    def __init__(self, problem: Problem, solver="sgd", threads=None):
+        self.problem = problem
+        self.threads = threads
+        self.name = f"fastmlp TwoLayerClassifier {solver}"
+        self.model = make_estimator(problem, solver)
+        self.classes = np.arange(problem.n_classes)
+        self.started = False
+
+    def __call__(self):
+        """Run one epoch."""
+        if not self.started:
+            self.model.partial_fit(self.problem.X, self.problem.y, classes=self.classes)
+            self.started = True
+        else:
+            self.model.partial_fit(self.problem.X, self.problem.y)
+
+
+def numpy_epoch(
+    X,
+    Y,
+    params,
+    velocities,
+    order,
+    batch_size,
+    learning_rate=LEARNING_RATE,
+    momentum=MOMENTUM,
+    nesterov=NESTEROV,
+    alpha=ALPHA,
+):
+    """One epoch of minibatch SGD as a NumPy user would write it; returns the mean loss.
+
+    The same computation as :func:`fastmlp.reference.sgd_epoch` (scikit-learn's loss,
+    penalty and update) without the sample weights and without ``dX = dH1 W1ᵀ``, which
+    training never needs: five GEMMs per batch, like the floor.
+    """
+    W1, b1, W2, b2 = params
+    total = 0.0
+    for start in range(0, X.shape[0], batch_size):
+        idx = order[start : start + batch_size]
+        m = idx.shape[0]
+        Xb, Yb = X[idx], Y[idx]  # gather (m, D), (m, C)
+        H1 = Xb @ W1  # (m, H)
+        H1 += b1
+        H2 = np.maximum(H1, 0)
+        Z = H2 @ W2  # (m, C)
+        Z += b2
+        zmax = Z.max(axis=1, keepdims=True)
+        E = np.exp(Z - zmax)
+        s = E.sum(axis=1, keepdims=True)
+        P = E / s
+        reg = alpha / m
+        sq = float((W1 * W1).sum() + (W2 * W2).sum())
+        total += float((Yb * (np.log(s) + zmax - Z)).sum()) + 0.5 * alpha * sq
+        dZ = (P - Yb) / Z.dtype.type(m)  # softmax + cross-entropy: (P - Y) / m
+        gb2 = dZ.sum(axis=0)
+        gW2 = H2.T @ dZ  # (H, C)
+        gW2 += reg * W2
+        dH1 = dZ @ W2.T  # (m, H)
+        dH1 *= H1 > 0
+        gb1 = dH1.sum(axis=0)
+        gW1 = Xb.T @ dH1  # (D, H)
+        gW1 += reg * W1
+        for p, v, g in zip(params, velocities, (gW1, gb1, gW2, gb2), strict=True):
+            v *= momentum
+            v -= learning_rate * g
+            if nesterov:
+                p += momentum * v - learning_rate * g
+            else:
+                p += v
+    return total / X.shape[0]
+
+
+class NumpyEpoch(EpochRunner):
+    """Plain NumPy SGD: :func:`numpy_epoch`, or ``reference.sgd_epoch`` with ``reference=True``.
+
+    The reference oracle also forms ``dX`` (a sixth GEMM of the size of ``Xᵀ dH1``)
+    and the sample weights, so it is shown on its own row, not used as the peer.
+    """
+
+    name = "numpy"
+
+    def __init__(self, problem: Problem, reference_oracle=False, shuffle=True, seed=0):
+        self.problem = problem
+        self.reference_oracle = reference_oracle
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng(seed)
+        X = problem.X
+        self.params = init_params(X.shape[1], problem.hidden, problem.n_classes, X.dtype, seed)
+        self.velocities = [np.zeros_like(p) for p in self.params]
+        self.name = "numpy reference.sgd_epoch" if reference_oracle else "numpy"
+
+    def __call__(self):
+        """Run one epoch."""
+        p = self.problem
+        n = p.X.shape[0]
+        order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.reference_oracle:
+            self.loss = reference.sgd_epoch(
+                p.X,
+                p.Y,
+                self.params,
+                self.velocities,
+                order,
+                p.batch_size,
+                LEARNING_RATE,
+                MOMENTUM,
+                NESTEROV,
+                ALPHA,
+            )
+        else:
+            self.loss = numpy_epoch(p.X, p.Y, self.params, self.velocities, order, p.batch_size)
+
+    def weights(self):
+        """Return ``[W1, b1, W2, b2]`` as float64 arrays in fastmlp's layout."""
+        return [np.asarray(a, np.float64) for a in self.params]
+
+
+class SklearnEpoch(EpochRunner):
+    """``MLPClassifier(solver='sgd').partial_fit``: one epoch per call, on X in its dtype."""
+
+    name = "scikit-learn MLPClassifier"
+
+    def __init__(self, problem: Problem, seed=0):
+        from sklearn.neural_network import MLPClassifier
+
+        self.problem = problem
+        self.model = MLPClassifier(
+            hidden_layer_sizes=(problem.hidden,),
+            solver="sgd",
+            batch_size=problem.batch_size,
+            learning_rate_init=LEARNING_RATE,
+            momentum=MOMENTUM,
+            nesterovs_momentum=NESTEROV,
+            alpha=ALPHA,
+            random_state=seed,
+            shuffle=True,
+        )
+        self.classes = np.arange(problem.n_classes)
+        self.started = False
+
+    def __call__(self):
+        """Run one epoch."""
+        if not self.started:
+            self.model.partial_fit(self.problem.X, self.problem.y, classes=self.classes)
+            self.started = True
+        else:
+            self.model.partial_fit(self.problem.X, self.problem.y)
+
+
+def torch_available() -> tuple[bool, str]:
+    """Whether PyTorch imports, and why not."""
+    if importlib.util.find_spec("torch") is None:
+        return False, "PyTorch is not installed (pip install torch==2.13.0 for the CPU build)"
+    return True, ""
+
+
+class TorchEpoch(EpochRunner):
+    """The same network in PyTorch CPU: ``nn.Sequential``, ``optim.SGD``, batch 200.
+
+    ``SGD(momentum=0.9, nesterov=True)`` takes the same steps as scikit-learn's rule
+    (torch's velocity is scikit-learn's divided by ``-lr``); the L2 penalty is a weight
+    decay of ``alpha / batch_size`` on the weights only, exact for full batches.
+    """
+
+    name = "PyTorch CPU"
+
+    def __init__(self, problem: Problem, threads=None, shuffle=True, seed=0):
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        self.problem = problem
+        self.threads = threads
+        self.shuffle = shuffle
+        X = problem.X
+        dt = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[X.dtype]
+        W1, b1, W2, b2 = init_params(X.shape[1], problem.hidden, problem.n_classes, X.dtype, seed)
+        self.model = nn.Sequential(
+            nn.Linear(X.shape[1], problem.hidden),
+            nn.ReLU(),
+            nn.Linear(problem.hidden, problem.n_classes),
+        ).to(dt)
+        with torch.no_grad():
+            for layer, W, b in ((self.model[0], W1, b1), (self.model[2], W2, b2)):
+                layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
+                layer.bias.copy_(torch.from_numpy(b))
+        weights = [self.model[0].weight, self.model[2].weight]
+        biases = [self.model[0].bias, self.model[2].bias]
+        self.optimizer = torch.optim.SGD(
+            [
+                {"params": weights, "weight_decay": ALPHA / problem.batch_size},
+                {"params": biases, "weight_decay": 0.0},
+            ],
+            lr=LEARNING_RATE,
+            momentum=MOMENTUM,
+            nesterov=NESTEROV,
+        )
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.X = torch.from_numpy(X)
+        self.y = torch.from_numpy(problem.y)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self):
+        """Run one epoch."""
+        torch = self.torch
+        n, B = self.X.shape[0], self.problem.batch_size
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        for start in range(0, n, B):
+            if order is None:
+                xb, yb = self.X[start : start + B], self.y[start : start + B]
+            else:
+                idx = order[start : start + B]
+                xb, yb = self.X[idx], self.y[idx]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(xb), yb)
+            loss.backward()
+            self.optimizer.step()
+
+    def weights(self):
+        """Return ``[W1, b1, W2, b2]`` as float64 arrays in fastmlp's layout."""
+        m = self.model
+        return [
+            m[0].weight.detach().numpy().T.astype(np.float64),
+            m[0].bias.detach().numpy().astype(np.float64),
+            m[2].weight.detach().numpy().T.astype(np.float64),
+            m[2].bias.detach().numpy().astype(np.float64),
+        ]
+
+
+# ----------------------------------------------------------------------- timing
+def time_epochs(runners: Sequence[EpochRunner], repeats=5, epochs=1, warmup=1):
+    """Seconds per epoch of each runner: ``repeats`` samples of ``epochs`` epochs each.
+
+    The runners take turns (one sample each, round after round), so load from other
+    processes falls on all of them alike. ``warmup`` untimed epochs come first (JIT
+    compile or cache load, first ``partial_fit``).
+
+    Returns
+    -------
+    list of list of float
+        Per runner, its ``repeats`` samples in seconds per epoch.
+    """
+    if repeats < 1 or epochs < 1 or warmup < 0:
+        raise ValueError(
+            f"need repeats >= 1, epochs >= 1, warmup >= 0; got {repeats}, {epochs}, {warmup}"
+        )
+    for r in runners:
+        with limit_threads(r.threads):
+            for _ in range(warmup):
+                r()
+    samples: list[list[float]] = [[] for _ in runners]
+    for _ in range(repeats):
+        for r, out in zip(runners, samples, strict=True):
+            with limit_threads(r.threads):
+                t0 = time.perf_counter()
+                for _ in range(epochs):
+                    r()
+                out.append((time.perf_counter() - t0) / epochs)
+    return samples
+
+
+def time_call(fn: Callable[[], object], repeats=5, min_time=0.02) -> float:
+    """Median seconds per call of ``fn``, each sample looping long enough for the clock."""
+    fn()
+    loops = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= min_time or loops >= 1 << 20:
+            break
+        loops *= max(2, min(10, int(min_time / max(dt, 1e-9)) + 1))
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        out.append((time.perf_counter() - t0) / loops)
+    return statistics.median(out)
+
+
+def time_each_call(fn: Callable[[], object], calls: int) -> float:
+    """Median of ``calls`` individually timed calls (latency of one call)."""
+    fn()
+    out = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+# ------------------------------------------------- Numba loops against BLAS
+def matmul_comparison(problem: Problem, repeats=5) -> list[dict]:
+    """Each matrix product of a batch: the solver's Numba-loop kernel against BLAS.
+
+    The loops path of the compiled epoch computes every product as
+    ``kernels.matmul_nt`` (``A Btᵀ``, both operands read along rows, weights kept
+    transposed); the BLAS path as ``np.dot`` in compiled code (``*_blas``, which add
+    the bias or the L2 term as the loops do or, for the weight gradients, on top).
+    ``ratio`` is ``t_blas / t_loops``: the loops' share of BLAS throughput.
+    """
+    from . import kernels as K
+
+    dt = problem.dtype
+    B, D = problem.batch_size, problem.X.shape[1]
+    H, C = problem.hidden, problem.n_classes
+    rng = np.random.default_rng(2)
+
+    def a(*shape):
+        return rng.standard_normal(shape).astype(dt)
+
+    X, W1, b1, W2, b2 = a(B, D), a(D, H), a(H), a(H, C), a(C)
+    H2, dZ, dH1 = a(B, H), a(B, C), a(B, H)
+    # transposed copies, as the loops path keeps them
+    W1t, W2t = W1.T.copy(), W2.T.copy()
+    Xt, H2t, dZt, dH1t = X.T.copy(), H2.T.copy(), dZ.T.copy(), dH1.T.copy()
+    out_BH, out_BC, gW1, gW2 = a(B, H), a(B, C), a(D, H), a(H, C)
+    gW1t, gW2t = a(H, D), a(C, H)
+    none = dt.type(0) * b1[:0]
+    rows = np.arange(0, dtype=np.int64)
+    reg = dt.type(1e-4)
+    mm = K.matmul_nt
+    cases = [
+        (
+            "X W1",
+            lambda: mm(X, rows, W1t, b1, out_BH),
+            lambda: K.linear_forward_blas(X, W1, b1, out_BH),
+        ),
+        (
+            "H2 W2",
+            lambda: mm(H2, rows, W2t, b2, out_BC),
+            lambda: K.linear_forward_blas(H2, W2, b2, out_BC),
+        ),
+        (
+            "H2ᵀ dZ",
+            lambda: mm(dZt, rows, H2t, none, gW2t),
+            lambda: K.weight_grad_blas(H2, dZ, W2, reg, gW2),
+        ),
+        (
+            "dZ W2ᵀ",
+            lambda: mm(dZ, rows, W2, none, out_BH),
+            lambda: K.input_grad_blas(dZ, W2, out_BH),
+        ),
+        (
+            "Xᵀ dH1",
+            lambda: mm(dH1t, rows, Xt, none, gW1t),
+            lambda: K.weight_grad_blas(X, dH1, W1, reg, gW1),
+        ),
+    ]
+    result = []
+    for name, loops, blas in cases:
+        t_loops = time_call(loops, repeats)
+        t_blas = time_call(blas, repeats)
+        result.append(
+            {"product": name, "loops_s": t_loops, "blas_s": t_blas, "ratio": t_blas / t_loops}
+        )
+    return result
+
+
+# ------------------------------------------------------------------- predict
+def predict_latency(problem: Problem, fast, sklearn_model, fast_label, repeats=5) -> dict:
+    """One-row ``predict`` and 10,000-row ``predict_proba`` medians for both models.
+
+    ``fast`` is a fitted ``TwoLayerClassifier`` or a :class:`FastmlpEpoch` (then its
+    ``forward_proba`` plus ``argmax`` stands in for ``predict``).
+    """
+    row = problem.X_test[:1]
+    big = problem.X_test
+    if hasattr(fast, "predict"):
+        f_one, f_big = (lambda: fast.predict(row)), (lambda: fast.predict_proba(big))
+    else:
+        f_one = lambda: fast.predict_proba(row).argmax(axis=1)  # noqa: E731
+        f_big = lambda: fast.predict_proba(big)  # noqa: E731
+    out = {"fastmlp": fast_label, "rows": big.shape[0]}
+    out["fastmlp_one_row_s"] = time_each_call(f_one, 2000)
+    out["fastmlp_proba_s"] = time_call(f_big, repeats)
+    if sklearn_model is not None:
+        out["sklearn_one_row_s"] = time_each_call(lambda: sklearn_model.predict(row), 300)
+        out["sklearn_proba_s"] = time_call(lambda: sklearn_model.predict_proba(big), repeats)
+    return out
+
+
+# ------------------------------------------------------------------- start-up
+_STARTUP_ESTIMATOR = """
+import json, time
+t0 = time.perf_counter()
+from fastmlp.classifier import TwoLayerClassifier
+t1 = time.perf_counter()
+from sklearn.datasets import load_digits
+X, y = load_digits(return_X_y=True)
+X = X / 16.0
+t2 = time.perf_counter()
+TwoLayerClassifier(random_state=0).fit(X, y)
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "fit_s": t3 - t2}))
+"""
+
+_STARTUP_SOLVER = """
+import json, time
+t0 = time.perf_counter()
+import numpy as np
+from fastmlp import solvers as S
+from fastmlp.bench import init_params
+t1 = time.perf_counter()
+from sklearn.datasets import load_digits
+X, y = load_digits(return_X_y=True)
+X = X / 16.0
+Y = np.eye(10)[y]
+t2 = time.perf_counter()
+params = tuple(init_params(64, 100, 10, np.float64))
+state = S.init_optimizer_state(params, "adam")
+ws = S.Workspace(X.shape[0], 64, 100, 10, 200, np.float64)
+sw = np.ones(X.shape[0])
+step = 0
+for epoch in range(200):
+    loss, step = S.run_epoch(X, Y, sw, params, state, ws, optimizer="adam", step=step, seed=epoch)
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "fit_s": t3 - t2}))
+"""
+
+
+def _startup_once(code: str, cache_dir: str | None) -> dict:
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"start-up process failed:\n{proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["process_s"] = wall
+    return out
+
+
+def startup_times(cold=True, warm_runs=3) -> dict:
+    """Fresh ``python -c`` processes: import + first fit on digits, warm and cold cache.
+
+    Warm: Numba's on-disk cache as it is (one untimed run first fills it if stale).
+    Cold: ``NUMBA_CACHE_DIR`` pointed at an empty temporary folder.
+    """
+    ok, why = estimator_available()
+    code = _STARTUP_ESTIMATOR if ok else _STARTUP_SOLVER
+    what = (
+        "import fastmlp.classifier + TwoLayerClassifier(random_state=0).fit(digits)"
+        if ok
+        else f"import fastmlp.solvers + 200 Adam epochs of run_epoch on digits "
+        f"(estimator unavailable: {why})"
+    )
+    _startup_once(code, None)
+    warm = [_startup_once(code, None) for _ in range(warm_runs)]
+    out = {"what": what, "warm": {k: statistics.median(w[k] for w in warm) for k in warm[0]}}
+    if cold:
+        tmp = tempfile.mkdtemp(prefix="fastmlp-cold-cache-")
+        try:
+            out["cold"] = _startup_once(code, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# --------------------------------------------------------------- environment
+def environment() -> dict:
+    """BLAS libraries and thread counts, versions, CPU, load, OpenBLAS variables."""
+    import numba
+    import sklearn
+    from threadpoolctl import threadpool_info
+
+    info = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "numba_max_threads": numba.config.NUMBA_NUM_THREADS,
+        "cpu_count": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "blas": [
+            {
+                k: lib.get(k)
+                for k in (
+                    "internal_api",
+                    "version",
+                    "num_threads",
+                    "architecture",
+                    "threading_layer",
+                    "filepath",
+                )
+            }
+            for lib in threadpool_info()
+        ],
+        "thread_env": {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("OPENBLAS", "OMP_", "MKL_", "NUMBA_", "GOMP_", "KMP_"))
+        },
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        info["numba_threading_layer"] = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        info["numba_threading_layer"] = None
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+# --------------------------------------------------------------------- targets
+@dataclass
+class Target:
+    """One goal of issue 4, with the measured figure and pass/miss."""
+
+    goal: str
+    measured: str = "not measured"
+    status: str = "n/a"
+    note: str = ""
+
+    def check(self, value: float | None, limit: float, at_most: bool, fmt: str, note=""):
+        """Set ``measured`` and ``status`` from ``value`` against ``limit``."""
+        self.note = note
+        if value is None or not np.isfinite(value):
+            return self
+        self.measured = fmt.format(value)
+        ok = value <= limit if at_most else value >= limit
+        self.status = "pass" if ok else "MISS"
+        return self
+
+
+@dataclass
+class Report:
+    """Everything one run measured (also the ``--json`` content)."""
+
+    command: list[str]
+    environment: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    epochs: list[dict] = field(default_factory=list)
+    matmul: dict = field(default_factory=dict)
+    predict: list[dict] = field(default_factory=list)
+    startup: dict | None = None
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def epoch_median(self, workload, dtype, name) -> float | None:
+        """Median s/epoch of the implementation ``name`` on (workload, dtype), if measured."""
+        for row in self.epochs:
+            if (row["workload"], row["dtype"], row["implementation"]) == (workload, dtype, name):
+                return row["median_s"]
+        return None
+
+    def to_json(self) -> dict:
+        """Return a JSON-serialisable dict."""
+        d = dict(self.__dict__)
+        d["targets"] = [t.__dict__ for t in self.targets]
+        return d
+
+
+# (implementation name, column label) of the peers every row is compared with
+PEERS = ((NumpyEpoch.name, "numpy"), (SklearnEpoch.name, "sklearn"), (TorchEpoch.name, "torch"))
+
+
+def _primary_fast(rows) -> str:
+    """Name the fastmlp row the targets judge: the estimator if present, else run_epoch."""
+    for prefix in ("fastmlp TwoLayerClassifier sgd", "fastmlp run_epoch sgd"):
+        for r in rows:
+            if r["implementation"] == prefix:
+                return prefix
+    return ""
+
+
+def _rel(a, b):
+    return None if a is None or b is None else a / b
+
+
+def evaluate_targets(rep: Report, threads_compared: bool) -> list[Target]:
+    """Check the issue's targets against this run (``n/a`` where not measured)."""
+    T = []
+    med = rep.epoch_median
+    for wl, dtype in (("fashion", "float32"), ("digits", "float32")):
+        rows = [r for r in rep.epochs if (r["workload"], r["dtype"]) == (wl, dtype)]
+        fast_name = _primary_fast(rows)
+        fast = med(wl, dtype, fast_name) if fast_name else None
+        note = f"fastmlp = {fast_name}" if fast_name else ""
+        floor = med(wl, dtype, FloorEpoch.name)
+        sk = med(wl, dtype, SklearnEpoch.name)
+        npy = med(wl, dtype, NumpyEpoch.name)
+        if wl == "fashion":
+            T.append(
+                Target("fashion f32: epoch <= 1.25x GEMM floor").check(
+                    _rel(fast, floor), 1.25, True, "{:.2f}x", note
+                )
+            )
+            T.append(
+                Target("fashion f32: >= 2.5x faster than MLPClassifier f32").check(
+                    _rel(sk, fast), 2.5, False, "{:.2f}x", note
+                )
+            )
+            T.append(
+                Target("fashion f32: >= 1.6x faster than plain NumPy").check(
+                    _rel(npy, fast), 1.6, False, "{:.2f}x", note
+                )
+            )
+        else:
+            T.append(
+                Target("digits f32: >= 8x faster than MLPClassifier").check(
+                    _rel(sk, fast), 8, False, "{:.2f}x", note
+                )
+            )
+            T.append(
+                Target("digits f32: >= 5x faster than plain NumPy").check(
+                    _rel(npy, fast), 5, False, "{:.2f}x", note
+                )
+            )
+    # Adam against SGD and 2 threads against 1, on the largest workload measured
+    for wl in ("fashion", "digits"):
+        for dtype in ("float32", "float64"):
+            sgd = med(wl, dtype, "fastmlp run_epoch sgd")
+            adam = med(wl, dtype, "fastmlp run_epoch adam")
+            if sgd and adam:
+                T.append(
+                    Target("Adam epoch <= 1.1x SGD epoch").check(
+                        adam / sgd, 1.1, True, "{:.2f}x", f"run_epoch, {wl} {dtype}"
+                    )
+                )
+                break
+        else:
+            continue
+        break
+    else:
+        T.append(Target("Adam epoch <= 1.1x SGD epoch"))
+    one = two = None
+    for r in rep.epochs:
+        if r["implementation"].startswith("fastmlp run_epoch sgd") and r["workload"] == "fashion":
+            if r["implementation"].endswith(", 1 thread"):
+                one = (r["median_s"], r["dtype"])
+            elif "thread" not in r["implementation"]:
+                two = two or (r["median_s"], r["dtype"])
+    tgt = Target("2 threads: epoch <= 0.6x one-thread epoch")
+    if threads_compared and one and two:
+        tgt.check(two[0] / one[0], 0.6, True, "{:.2f}x", f"run_epoch sgd, fashion {one[1]}")
+    T.append(tgt)
+    if rep.matmul.get("rows"):
+        rows = rep.matmul["rows"]
+        total = sum(r["blas_s"] for r in rows) / sum(r["loops_s"] for r in rows)
+        T.append(
+            Target("Numba-loop matmuls >= 60% of BLAS throughput").check(
+                total, 0.6, False, "{:.0%}", f"5 products of a batch, {rep.matmul['shape']}"
+            )
+        )
+    else:
+        T.append(Target("Numba-loop matmuls >= 60% of BLAS throughput"))
+    pred = next((p for p in rep.predict if p["workload"] == "fashion"), None) or (
+        rep.predict[0] if rep.predict else None
+    )
+    t1 = Target("predict one row <= 10 us median")
+    t2 = Target("predict_proba 10k rows >= 2x faster than MLPClassifier")
+    if pred:
+        label = f"{pred['fastmlp']}, {pred['workload']} {pred['dtype']}"
+        t1.check(pred["fastmlp_one_row_s"] * 1e6, 10, True, "{:.1f} us", label)
+        if "sklearn_proba_s" in pred:
+            t2.check(pred["sklearn_proba_s"] / pred["fastmlp_proba_s"], 2, False, "{:.2f}x", label)
+    T += [t1, t2]
+    st = Target("start-up, warm cache: import + first fit on digits <= 2 s")
+    if rep.startup:
+        w = rep.startup["warm"]
+        st.check(w["import_s"] + w["fit_s"], 2.0, True, "{:.2f} s", rep.startup["what"])
+    T.append(st)
+    T.append(
+        Target(
+            "time to 88% test accuracy <= 1/4 of MLPClassifier's",
+            note="not measured by this report (needs the estimator's default fit to convergence)",
+        )
+    )
+    return T
+
+
+# ----------------------------------------------------------------------- output
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.4g}" if s >= 1e-3 else f"{s * 1e3:.4g}m"
+
+
+def format_epoch_table(rep: Report) -> str:
+    """Format the epoch table: s/epoch, multiple of the floor, speed-up over each peer."""
+    head = ["workload", "dtype", "implementation", "s/epoch", "x floor"] + [
+        f"vs {label}" for _, label in PEERS
+    ]
+    lines = []
+    for r in rep.epochs:
+        wl, dt = r["workload"], r["dtype"]
+        floor = rep.epoch_median(wl, dt, FloorEpoch.name)
+        peers = [rep.epoch_median(wl, dt, p) for p, _ in PEERS]
+        t = r["median_s"]
+        cells = [wl, dt, r["implementation"], f"{t:.4g}", f"{t / floor:.2f}" if floor else "-"]
+        cells += [f"{p / t:.2f}" if p else "-" for p in peers]
+        lines.append(cells)
+    return _table(head, lines)
+
+
+def _table(head, lines) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(head, widths, strict=True))]
+    out.append("  ".join("-" * w for w in widths))
+    for cells in lines:
+        out.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)))
+    return "\n".join(out)
+
+
+def _fmt_load(load) -> str:
+    return "?" if not load else f"{load[0]:.2f}"
+
+
+def format_report(rep: Report) -> str:
+    """Format the whole printed report."""
+    env = rep.environment
+    out = ["fastmlp speed report", "=" * 20, "command: " + " ".join(rep.command)]
+    out.append(
+        f"python {env.get('python')}, numpy {env.get('numpy')}, numba {env.get('numba')}, "
+        f"scikit-learn {env.get('scikit-learn')}"
+        + (f", torch {env['torch']}" if "torch" in env else "")
+    )
+    out.append(
+        f"cpu: {env.get('cpu')} ({env.get('cpu_count')} logical cores); 1-minute load average "
+        f"{_fmt_load(env.get('loadavg_start'))} at start, {_fmt_load(env.get('loadavg'))} at end"
+    )
+    out.append(
+        f"numba threads: {env.get('numba_threads')} of {env.get('numba_max_threads')}, "
+        f"threading layer {env.get('numba_threading_layer')}"
+        + (f"; torch threads: {env['torch_threads']}" if "torch_threads" in env else "")
+    )
+    if env.get("thread_env"):
+        out.append(
+            "thread/BLAS variables: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(env["thread_env"].items()))
+        )
+    for lib in env.get("blas", []):
+        out.append(
+            f"BLAS: {lib['internal_api']} {lib['version']} ({lib['architecture']}), "
+            f"{lib['num_threads']} threads, {lib['threading_layer']}: {lib['filepath']}"
+        )
+    out += [f"note: {n}" for n in rep.notes]
+    out.append("")
+    out.append("data:")
+    out += [f"  {k}: {v}" for k, v in rep.data.items()]
+    out.append("")
+    out.append("Epochs (D -> 100 ReLU -> 10 softmax, batch 200, SGD Nesterov 0.9 unless named).")
+    out.append(
+        "s/epoch: median of the timed samples; x floor: time / GEMM floor; "
+        "vs P: time(P) / time(row), > 1 means the row is faster than P."
+    )
+    out.append(format_epoch_table(rep))
+    if rep.matmul.get("rows"):
+        out.append("")
+        out.append(
+            f"Matrix products of one batch, Numba loops vs BLAS ({rep.matmul['shape']}, "
+            f"{rep.matmul['dtype']}); share = t_blas / t_loops:"
+        )
+        out.append(
+            _table(
+                ["product", "loops s", "BLAS s", "loops share of BLAS"],
+                [
+                    [r["product"], _fmt_s(r["loops_s"]), _fmt_s(r["blas_s"]), f"{r['ratio']:.0%}"]
+                    for r in rep.matmul["rows"]
+                ],
+            )
+        )
+    if rep.predict:
+        out.append("")
+        out.append("Predict latency (medians; m = milliseconds):")
+        lines = []
+        for p in rep.predict:
+            sk1, skp = p.get("sklearn_one_row_s"), p.get("sklearn_proba_s")
+            lines.append(
+                [
+                    f"{p['workload']} {p['dtype']}",
+                    p["fastmlp"],
+                    f"{p['fastmlp_one_row_s'] * 1e6:.1f}",
+                    f"{sk1 * 1e6:.1f}" if sk1 else "-",
+                    _fmt_s(p["fastmlp_proba_s"]),
+                    _fmt_s(skp),
+                    f"{skp / p['fastmlp_proba_s']:.2f}" if skp else "-",
+                ]
+            )
+        out.append(
+            _table(
+                [
+                    "workload",
+                    "fastmlp model",
+                    "1 row us",
+                    "sklearn 1 row us",
+                    f"proba {PREDICT_ROWS} s",
+                    "sklearn proba s",
+                    "vs sklearn",
+                ],
+                lines,
+            )
+        )
+    if rep.startup:
+        out.append("")
+        s = rep.startup
+        out.append(f"Start-up in a fresh process: {s['what']}")
+        for key in ("warm", "cold"):
+            if key in s:
+                v = s[key]
+                out.append(
+                    f"  {key} cache: import {v['import_s']:.2f} s, first fit "
+                    f"{v['fit_s']:.2f} s, whole process {v['process_s']:.2f} s"
+                )
+    out.append("")
+    out.append("Targets of issue 4:")
+    out.append(
+        _table(
+            ["target", "measured", "status", "on"],
+            [[t.goal, t.measured, t.status, t.note] for t in rep.targets],
+        )
+    )
+    return "\n".join(out)
+
+
+def save_png(rep: Report, path: str) -> None:
+    """Bar chart of s/epoch per implementation, one panel per workload and dtype."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise SystemExit(f"--png needs matplotlib (pip install fastmlp[plot]): {exc}") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rep.epochs:
+        groups.setdefault((r["workload"], r["dtype"]), []).append(r)
+    height = 0.45 * len(rep.epochs) + 1.2 * len(groups)
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, height), squeeze=False)
+    for ax, ((wl, dt), rows) in zip(axes[:, 0], groups.items(), strict=True):
+        names = [r["implementation"] for r in rows][::-1]
+        times = [r["median_s"] for r in rows][::-1]
+        colors = [
+            "tab:gray"
+            if n.startswith("GEMM")
+            else "tab:blue"
+            if n.startswith("fastmlp")
+            else "tab:orange"
+            for n in names
+        ]
+        ax.barh(names, times, color=colors)
+        floor = rep.epoch_median(wl, dt, FloorEpoch.name)
+        if floor:
+            ax.axvline(floor, color="k", lw=0.8, ls="--")
+        ax.set_title(f"{wl}, {dt}: seconds per epoch (dashed: GEMM floor)", fontsize=10)
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------ main
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the ``python -m fastmlp bench`` options."""
+    p = argparse.ArgumentParser(
+        prog="python -m fastmlp bench",
+        description="Time fastmlp epochs against the GEMM floor, NumPy, scikit-learn and "
+        "PyTorch, and check the targets of issue 4.",
+    )
+    p.add_argument("--workload", choices=("fashion", "digits", "both"), default="both")
+    p.add_argument("--dtype", choices=("float32", "float64", "both"), default="float32")
+    p.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=5,
+        help="timed samples per implementation; the median is reported (default 5)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="epochs per timed sample (default: 1 on fashion, 20 on digits)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="threads for Numba, BLAS and PyTorch (default: all)",
+    )
+    p.add_argument(
+        "--rows", type=_positive_int, default=None, help="use at most this many training rows"
+    )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="random data of the workloads' shapes instead of the real sets",
+    )
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument(
+        "--no-loops",
+        action="store_true",
+        help="leave out the Numba-loop (use_blas=False) epoch and matmul rows",
+    )
+    p.add_argument(
+        "--startup",
+        action="store_true",
+        help="also time fresh processes (warm and cold Numba cache; cold takes ~30 s+)",
+    )
+    p.add_argument("--png", metavar="PATH", help="save a bar chart (needs matplotlib)")
+    p.add_argument("--json", metavar="PATH", help="save the raw numbers")
+    return p
+
+
+def openblas_note(environ) -> str | None:
+    """Return a warning when ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` are set, else None."""
+    found = {k: environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in environ}
+    if not found:
+        return None
+    return (
+        f"{', '.join(f'{k}={v}' for k, v in found.items())} set: a current OpenBLAS then "
+        "picks a slower kernel than this CPU supports. For representative figures run "
+        "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m fastmlp bench ...`"
+    )
+
+
+def run(args: argparse.Namespace, command: list[str]) -> Report:
+    """Measure everything ``args`` asks for."""
+    rep = Report(command=command)
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    workloads = ["fashion", "digits"] if args.workload == "both" else [args.workload]
+    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
+    has_est, why_est = estimator_available()
+    if not has_est:
+        rep.notes.append(
+            f"TwoLayerClassifier not measured: {why_est}; fastmlp runs through solvers.run_epoch"
+        )
+    use_torch = not args.no_torch
+    if use_torch:
+        ok, why = torch_available()
+        if not ok:
+            use_torch = False
+            rep.notes.append(f"PyTorch left out: {why}")
+    if use_torch:
+        import torch  # noqa: F401  (imported before the threads are set)
+    note = openblas_note(os.environ)
+    if note:
+        rep.notes.append(note)
+    rep.notes.append(
+        "the machine may be shared with other processes: compare the ratios "
+        "(measured side by side), not the bare times; see the load average"
+    )
+    max_threads = None
+    with limit_threads(args.threads):
+        import numba
+
+        max_threads = numba.get_num_threads()
+        compare_threads = max_threads >= 2
+        for wl in workloads:
+            for dt in dtypes:
+                problem = load_problem(wl, dt, args.rows, args.synthetic)
+                rep.data[f"{wl} {dt}"] = problem.source
+                runners = _runners(
+                    problem,
+                    has_est,
+                    use_torch,
+                    not args.no_loops,
+                    compare_threads and wl == workloads[0] and dt == dtypes[0],
+                )
+                epochs = args.epochs or (1 if wl == "fashion" else 20)
+                samples = time_epochs(runners, args.repeats, epochs)
+                for r, s in zip(runners, samples, strict=True):
+                    rep.epochs.append(
+                        {
+                            "workload": wl,
+                            "dtype": dt,
+                            "implementation": r.name,
+                            "median_s": statistics.median(s),
+                            "samples_s": s,
+                            "rows": problem.X.shape[0],
+                            "epochs_per_sample": epochs,
+                        }
+                    )
+                rep.predict.append(_predict(problem, runners, args.repeats))
+                if not args.no_loops and not rep.matmul:
+                    rep.matmul = {
+                        "shape": problem.shape_label,
+                        "dtype": dt,
+                        "rows": matmul_comparison(problem, args.repeats),
+                    }
+                del runners
+        rep.environment = environment()
+    rep.environment["loadavg_start"] = load_start
+    cores = os.cpu_count() or 1
+    busiest = max(x[0] for x in (load_start, rep.environment["loadavg"]) if x) if load_start else 0
+    if busiest > 0.5 * cores:
+        rep.notes.append(
+            f"the machine was busy (1-minute load average up to {busiest:.1f} on {cores} cores): "
+            "multi-threaded timings suffer most (threads wait for a core); rerun when idle"
+        )
+    if args.startup:
+        rep.startup = startup_times()
+    rep.targets = evaluate_targets(rep, compare_threads)
+    return rep
+
+
+def _runners(problem, has_est, use_torch, loops, one_thread) -> list[EpochRunner]:
+    runners: list[EpochRunner] = [FloorEpoch(problem)]
+    if has_est:
+        runners.append(EstimatorEpoch(problem, "sgd"))
+        runners.append(EstimatorEpoch(problem, "adam"))
+    runners.append(FastmlpEpoch(problem, "sgd"))
+    runners.append(FastmlpEpoch(problem, "adam"))
+    if loops:
+        runners.append(FastmlpEpoch(problem, "sgd", use_blas=False))
+    if one_thread:
+        runners.append(FastmlpEpoch(problem, "sgd", threads=1))
+    runners.append(NumpyEpoch(problem))
+    runners.append(NumpyEpoch(problem, reference_oracle=True))
+    runners.append(SklearnEpoch(problem))
+    if use_torch:
+        runners.append(TorchEpoch(problem))
+    return runners
+
+
+def _predict(problem, runners, repeats) -> dict:
+    est = next((r for r in runners if isinstance(r, EstimatorEpoch)), None)
+    sk = next((r for r in runners if isinstance(r, SklearnEpoch)), None)
+    if est is not None:
+        fast, label = est.model, "TwoLayerClassifier"
+    else:
+        fast = next(r for r in runners if isinstance(r, FastmlpEpoch))
+        label = "solvers.forward_proba + argmax"
+    out = predict_latency(problem, fast, sk.model if sk else None, label, repeats)
+    out.update(workload=problem.name, dtype=str(problem.dtype))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the report; ``argv`` are the options after ``bench`` (``sys.argv[2:]`` by default)."""
+    args = build_parser().parse_args(argv)
+    command = ["python", "-m", "fastmlp", "bench", *(sys.argv[2:] if argv is None else argv)]
+    rep = run(args, command)
+    print(format_report(rep), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rep.to_json(), f, indent=1, default=str)
+        print(f"\nraw numbers written to {args.json}")
+    if args.png:
+        save_png(rep, args.png)
+        print(f"bar chart written to {args.png}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The speed report's code on tiny shapes: the peers train alike, the table and targets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fastmlp import bench, reference
+
+
+@pytest.fixture(scope="module")
+def small64():
+    # 400 rows = two full batches of 200, digits-shaped, float64
+    return bench.synthetic_problem("digits", "float64", rows=400, seed=3)
+
+
+def test_numpy_epoch_matches_reference_sgd_epoch(small64):
+    p = small64
+    order = np.random.default_rng(0).permutation(p.X.shape[0])
+    params_a = bench.init_params(64, 100, 10, np.float64, seed=1)
+    params_b = [w.copy() for w in params_a]
+    vel_a = [np.zeros_like(w) for w in params_a]
+    vel_b = [np.zeros_like(w) for w in params_b]
+    loss_a = bench.numpy_epoch(p.X, p.Y, params_a, vel_a, order, 64)
+    loss_b = reference.sgd_epoch(
+        p.X,
+        p.Y,
+        params_b,
+        vel_b,
+        order,
+        64,
+        bench.LEARNING_RATE,
+        bench.MOMENTUM,
+        bench.NESTEROV,
+        bench.ALPHA,
+    )
+    assert loss_a == pytest.approx(loss_b, rel=1e-12)
+    for a, b in zip(params_a, params_b, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_fastmlp_runner_trains_like_numpy_runner(small64):
+    fast = bench.FastmlpEpoch(small64, "sgd", shuffle=False)
+    plain = bench.NumpyEpoch(small64, shuffle=False)
+    for _ in range(2):
+        fast()
+        plain()
+    for a, b in zip(fast.weights(), plain.weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert fast.loss == pytest.approx(plain.loss, rel=1e-9)
+
+
+def test_torch_runner_trains_like_numpy_runner(small64):
+    pytest.importorskip("torch", reason="PyTorch is optional: pip install torch==2.13.0")
+    torch_runner = bench.TorchEpoch(small64, shuffle=False)
+    plain = bench.NumpyEpoch(small64, shuffle=False)
+    for _ in range(2):
+        torch_runner()
+        plain()
+    for a, b in zip(torch_runner.weights(), plain.weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-11)
+
+
+def test_floor_epoch_computes_the_five_products():
+    p = bench.synthetic_problem("digits", "float64", rows=450)  # last batch of 50 rows
+    floor = bench.FloorEpoch(p)
+    floor()
+    start, stop = floor.slices[-1]
+    m = stop - start
+    assert (start, m) == (400, 50)
+    Xb, H2, dZ, dH1 = p.X[start:stop], floor.H2[:m], floor.dZ[:m], floor.dH1[:m]
+    np.testing.assert_allclose(floor.H1[:m], Xb @ floor.W1)
+    np.testing.assert_allclose(floor.Z[:m], H2 @ floor.W2)
+    np.testing.assert_allclose(floor.gW2, H2.T @ dZ)
+    np.testing.assert_allclose(floor.dH2[:m], dZ @ floor.W2.T)
+    np.testing.assert_allclose(floor.gW1, Xb.T @ dH1)
+
+
+def test_time_epochs_returns_one_sample_per_repeat(small64):
+    calls = []
+
+    class Counter(bench.EpochRunner):
+        name = "counter"
+
+        def __call__(self):
+            calls.append(1)
+
+    samples = bench.time_epochs([Counter(), Counter()], repeats=3, epochs=2, warmup=1)
+    assert [len(s) for s in samples] == [3, 3]
+    assert len(calls) == 2 * (1 + 3 * 2)
+    assert all(t >= 0 for s in samples for t in s)
+    with pytest.raises(ValueError, match="repeats"):
+        bench.time_epochs([Counter()], repeats=0)
+
+
+def test_bad_workload_and_rows():
+    with pytest.raises(ValueError, match="workload"):
+        bench.load_problem("mnist")
+    with pytest.raises(ValueError, match="rows"):
+        bench.load_problem("digits", rows=0)
+    with pytest.raises(SystemExit):
+        bench.main(["--rows", "0"])
+    with pytest.raises(SystemExit):
+        bench.main(["--workload", "cifar"])
+
+
+def test_fashion_falls_back_to_synthetic_and_says_so(monkeypatch):
+    import fastmlp.datasets
+
+    def missing(*args, **kwargs):
+        raise ValueError("Fashion-MNIST not found")
+
+    monkeypatch.setattr(fastmlp.datasets, "load_fashion_mnist", missing)
+    p = bench.fashion_problem("float32", rows=300)
+    assert p.X.shape == (300, 784) and p.X.dtype == np.float32
+    assert "NOT the real Fashion-MNIST" in p.source and "not found" in p.source
+
+
+def test_openblas_note():
+    assert bench.openblas_note({"PATH": "/bin"}) is None
+    note = bench.openblas_note({"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576"})
+    assert "OPENBLAS_CORETYPE=Haswell" in note
+    assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE" in note
+
+
+def _row(workload, impl, seconds, dtype="float32"):
+    return {"workload": workload, "dtype": dtype, "implementation": impl, "median_s": seconds}
+
+
+@pytest.mark.parametrize(
+    ("fast", "expected"),
+    [(0.12, ["pass", "pass", "pass"]), (0.2, ["MISS", "MISS", "MISS"])],
+)
+def test_fashion_targets_pass_or_miss_on_the_ratios(fast, expected):
+    rep = bench.Report(command=["test"])
+    rep.epochs = [
+        _row("fashion", bench.FloorEpoch.name, 0.1),
+        _row("fashion", "fastmlp run_epoch sgd", fast),
+        _row("fashion", bench.NumpyEpoch.name, 0.2),
+        _row("fashion", bench.SklearnEpoch.name, 0.34),
+    ]
+    targets = {t.goal: t for t in bench.evaluate_targets(rep, threads_compared=False)}
+    got = [
+        targets["fashion f32: epoch <= 1.25x GEMM floor"],
+        targets["fashion f32: >= 2.5x faster than MLPClassifier f32"],
+        targets["fashion f32: >= 1.6x faster than plain NumPy"],
+    ]
+    assert [t.status for t in got] == expected
+    assert got[0].measured == f"{fast / 0.1:.2f}x"
+    assert targets["digits f32: >= 8x faster than MLPClassifier"].status == "n/a"
+
+
+def test_main_digits_prints_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = [
+        "--workload",
+        "digits",
+        "--rows",
+        "400",
+        "--repeats",
+        "1",
+        "--epochs",
+        "1",
+        "--no-torch",
+        "--no-loops",
+        "--json",
+        str(out),
+    ]
+    assert bench.main(args) == 0
+    text = capsys.readouterr().out
+    assert "GEMM floor (5 np.dot)" in text and "Targets of issue 4" in text
+    assert "BLAS:" in text
+    data = json.loads(out.read_text())
+    names = {r["implementation"] for r in data["epochs"]}
+    assert {
+        bench.FloorEpoch.name,
+        "fastmlp run_epoch sgd",
+        "numpy",
+        bench.SklearnEpoch.name,
+    } <= names
+    assert all(r["median_s"] > 0 and r["rows"] == 400 for r in data["epochs"])
+    assert data["predict"][0]["fastmlp_one_row_s"] > 0
+    statuses = {t["goal"]: t["status"] for t in data["targets"]}
+    assert statuses["digits f32: >= 8x faster than MLPClassifier"] in ("pass", "MISS")
+    assert statuses["fashion f32: epoch <= 1.25x GEMM floor"] == "n/a"
+
+
+def test_png_chart(tmp_path):
+    pytest.importorskip("matplotlib", reason="the chart needs the optional matplotlib")
+    rep = bench.Report(command=["test"])
+    rep.epochs = [
+        _row("digits", bench.FloorEpoch.name, 0.001),
+        _row("digits", "fastmlp run_epoch sgd", 0.002),
+    ]
+    path = tmp_path / "chart.png"
+    bench.save_png(rep, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_startup_process_plumbing(tmp_path):
+    # the fresh-process timer on a trivial script: JSON back, NUMBA_CACHE_DIR passed on
+    code = (
+        "import json, os, time; t = time.perf_counter(); "
+        "print(json.dumps({'import_s': time.perf_counter() - t, 'fit_s': 0.0, "
+        "'cache': os.environ.get('NUMBA_CACHE_DIR')}))"
+    )
+    out = bench._startup_once(code, str(tmp_path))
+    assert out["cache"] == str(tmp_path)
+    assert out["process_s"] > out["import_s"] >= 0
+    with pytest.raises(RuntimeError, match="start-up process failed"):
+        bench._startup_once("raise SystemExit(3)", None)
