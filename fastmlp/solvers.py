@@ -149,13 +149,10 @@ def _loss_and_grads(
     dH1 = dH1a[:n]
     _forward(X, W1, b1, W2, b2, activation, use_blas, parallel, H1, H2, Z)
     # The loss kernels overwrite Z with P (P aliases Z): Z is not needed again.
+    # Serial on purpose: O(n C) work, and a parallel sum would allocate its
+    # per-thread reduction array on every batch.
     if output == SOFTMAX:
-        if parallel:
-            loss = K.softmax_cross_entropy(Z, Y, sw, scale, Z, dZ)
-        else:
-            loss = K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
-    elif parallel:
-        loss = K.sigmoid_cross_entropy(Z, Y, sw, scale, Z, dZ)
+        loss = K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
     else:
         loss = K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
     loss += _penalty(W1, W2, alpha, scale)
@@ -192,7 +189,7 @@ def _loss_and_grads(
 def _loss_and_grads_t(
     X, rows, Y, sw, scale, W1t, b1, W2t, b2, alpha, activation, output, parallel, ws, wt
 ):
-    """The loops path of one batch: weights and weight gradients transposed.
+    """Run the loops path of one batch, weights and weight gradients transposed.
 
     ``rows`` are the batch's row indices into ``X`` (gathered inside the
     kernels); gradients land in ``gW1t``, ``gb1``, ``gW2t``, ``gb2``. Same loss
@@ -253,7 +250,7 @@ def _loss_and_grads_t(
 
 @jit
 def _penalty(W1, W2, alpha, scale):
-    """scale * alpha / 2 * (|W1|^2 + |W2|^2), the L2 term of a batch's loss."""
+    """Scale * alpha / 2 * (|W1|^2 + |W2|^2), the L2 term of a batch's loss."""
     if alpha == 0:
         return 0.0
     sq = 0.0
@@ -265,7 +262,8 @@ def _penalty(W1, W2, alpha, scale):
 
 
 @jit
-def _update(optimizer, p, g, s1, s2, learning_rate, momentum, nesterov, step_size, b1, b2, eps):
+def _update(optimizer, p, g, s1, s2, hyper):
+    learning_rate, momentum, nesterov, step_size, b1, b2, eps = hyper
     if optimizer == SGD:
         K.sgd_update(p, g, s1, learning_rate, momentum, nesterov)
     else:
@@ -335,7 +333,7 @@ def _epoch(
         if optimizer == ADAM:
             # Adam's bias correction folded into the step size (scikit-learn's form)
             step_size = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
-        lr, mom, b1_, b2_, eps = learning_rate, momentum, beta_1, beta_2, epsilon
+        hyper = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)
         if use_blas:
             if do_shuffle:
                 for r in range(m):
@@ -347,17 +345,17 @@ def _epoch(
                 Xm, Ym, swm, scale, W1, b1, W2, b2, alpha, activation, output, True,
                 parallel, ws, wt,
             )
-            _update(optimizer, W1, gW1, state[0], state[4], lr, mom, nesterov, step_size, b1_, b2_, eps)
-            _update(optimizer, W2, gW2, state[2], state[6], lr, mom, nesterov, step_size, b1_, b2_, eps)
+            _update(optimizer, W1, gW1, state[0], state[4], hyper)
+            _update(optimizer, W2, gW2, state[2], state[6], hyper)
         else:
             loss = _loss_and_grads_t(
                 X, rows, Ym, swm, scale, W1t, b1, W2t, b2, alpha, activation, output,
                 parallel, ws, wt,
             )
-            _update(optimizer, W1t, gW1t, s1W1t, s2W1t, lr, mom, nesterov, step_size, b1_, b2_, eps)
-            _update(optimizer, W2t, gW2t, s1W2t, s2W2t, lr, mom, nesterov, step_size, b1_, b2_, eps)
-        _update(optimizer, b1, gb1, state[1], state[5], lr, mom, nesterov, step_size, b1_, b2_, eps)
-        _update(optimizer, b2, gb2, state[3], state[7], lr, mom, nesterov, step_size, b1_, b2_, eps)
+            _update(optimizer, W1t, gW1t, s1W1t, s2W1t, hyper)
+            _update(optimizer, W2t, gW2t, s1W2t, s2W2t, hyper)
+        _update(optimizer, b1, gb1, state[1], state[5], hyper)
+        _update(optimizer, b2, gb2, state[3], state[7], hyper)
         total += loss * wsum
     if not use_blas:
         K.transpose_serial(W1t, order[:0], W1)
@@ -368,6 +366,21 @@ def _epoch(
             K.transpose_serial(s2W1t, order[:0], state[4])
             K.transpose_serial(s2W2t, order[:0], state[6])
     return total, step
+
+
+def _check_workspace(workspace, X, Y, params, batch_size):
+    # The kernels run without bounds checks: a workspace made for other sizes
+    # would be written past its end, so refuse it here.
+    n, D = X.shape
+    H, C = params[2].shape
+    if not workspace.fits(n, D, H, C, batch_size, X.dtype) or Y.shape != (n, C):
+        Xb, Yb, _, H1 = workspace.buffers[:4]
+        raise ValueError(
+            f"workspace was made for {workspace.buffers[-1].shape[0]} samples in batches of "
+            f"{workspace.batch_size} with D={Xb.shape[1]}, H={H1.shape[1]}, C={Yb.shape[1]}, "
+            f"{workspace.dtype}; got {n} samples in batches of {min(batch_size, n)} with D={D}, "
+            f"H={H}, C={C}, {X.dtype}"
+        )
 
 
 def init_optimizer_state(params, optimizer):
@@ -431,6 +444,7 @@ def run_epoch(
     step : int
         The number of updates made so far (Adam's ``t``), ``step`` plus batches.
     """
+    _check_workspace(workspace, X, Y, params, workspace.batch_size)
     dt = X.dtype.type
     total, new_step = _epoch(
         X,
@@ -471,6 +485,7 @@ def loss_and_grads(
     returned gradients are views into it, overwritten by the next call.
     """
     W1, b1, W2, b2 = params
+    _check_workspace(workspace, X, Y, params, X.shape[0])
     wsum = float(sample_weight.sum())
     dt = X.dtype.type
     loss = _loss_and_grads(
@@ -545,8 +560,9 @@ def choose_use_blas(X, Y, sample_weight, params, *, batch_size, parallel=True, *
     Runs a short epoch over the first few batches of ``X`` with each path, on
     copies of the parameters (nothing the caller owns changes), and keeps the
     faster one. The answer is remembered per shape, dtype, thread count,
-    optimizer, activation and output for the life of the process, so only the first fit of a shape pays
-    (a few batches, plus compiling both paths on a cold cache).
+    optimizer, activation and output for the life of the process, so only the
+    first fit of a shape pays (a few batches, plus compiling both paths on a cold
+    cache).
     """
     import time
 
