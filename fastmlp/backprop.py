@@ -199,8 +199,9 @@ def forward_backward(
     -------
     result : BackpropResult
         ``loss``, nodes ``H0 H1 H2 H3 Z P`` and gradients
-        ``dZ dH3 db2 dW2 dH2 dH1 dH0 db1 dW1 dX``. Arrays are float32 when every
-        floating input is float32, float64 otherwise. The inputs are not modified.
+        ``dZ dH3 db2 dW2 dH2 dH1 dH0 db1 dW1 dX``. Arrays are float32 when ``X``
+        and the four parameters are all float32, float64 otherwise (``y`` and
+        ``sample_weight`` are converted to that dtype). The inputs are not modified.
 
     Examples
     --------
@@ -217,7 +218,10 @@ def forward_backward(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if activation not in K.ACTIVATION_CODES:
         raise ValueError(f"activation must be one of {tuple(K.ACTIVATION_CODES)}, got {activation!r}")
-    alpha = float(alpha)
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a finite non-negative number, got {alpha!r}") from None
     if not np.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha must be a finite non-negative number, got {alpha!r}")
     X, Y, W1, b1, W2, b2, sw = _check_inputs(X, y, W1, b1, W2, b2, sample_weight)
