@@ -43,6 +43,18 @@ _DTYPES = {"float32": np.float32, "float64": np.float64}
 _PARALLEL_MIN_WORK = 1 << 21
 # Sparse formats taken as they are (others are converted to CSR first); all become dense.
 _SPARSE_FORMATS = ["csr", "csc", "coo"]
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _writeable(X):
+    """X itself, or a copy when X is read-only (e.g. a memory map).
+
+    Numba types a read-only array apart from a writeable one, so handing one to
+    the compiled code would compile every kernel again (tens of seconds) for data
+    it never writes. Only read-only input already in the working dtype is copied:
+    any other input was converted, and so copied, by validation already.
+    """
+    return X if X.flags.writeable else X.copy()
 
 
 def _check_solver(estimator):
@@ -577,6 +589,7 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         )
         if sp.issparse(X):
             X = np.ascontiguousarray(X.toarray(), dtype=dt)  # (n, D) dense, once
+        X = _writeable(X)
         Y, idx = self._encode_targets(y, first_pass, incremental, classes)
         sw = self._sample_weights(sample_weight, X, idx, incremental)
         rng = check_random_state(self.random_state)
@@ -953,21 +966,29 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------- predict
     def _predict_params(self):
-        """(W1, b1, W2, b2) as C-contiguous arrays of one float dtype.
+        """Return (W1, b1, W2, b2) as C-contiguous arrays of one float dtype.
 
         Derived from the public ``coefs_`` and ``intercepts_`` on every call and
         never stored (predict leaves ``__dict__`` unchanged): arrays that are
         already C-contiguous float32/float64, as fit leaves them, are used as they
         are, so this costs a few attribute checks.
         """
-        coefs = self.__dict__.get("coefs_")
+        d = self.__dict__
+        coefs = d.get("coefs_")
         if coefs is None:
             check_is_fitted(self)  # raises NotFittedError with the usual message
-        src = (coefs[0], self.intercepts_[0], coefs[1], self.intercepts_[1])
-        dt = getattr(src[0], "dtype", None)
-        if dt != np.float32 and dt != np.float64:
-            dt = np.dtype(np.float64)
-        W1, b1, W2, b2 = (np.ascontiguousarray(p, dtype=dt) for p in src)
+        W1, W2 = coefs
+        b1, b2 = self.intercepts_
+        dt = getattr(W1, "dtype", None)
+        if dt not in _FLOAT_DTYPES:
+            dt = _FLOAT_DTYPES[1]
+        if not (
+            type(W1) is type(W2) is type(b1) is type(b2) is np.ndarray
+            and W2.dtype == b1.dtype == b2.dtype == dt
+            and W1.flags.c_contiguous
+            and W2.flags.c_contiguous
+        ):
+            W1, b1, W2, b2 = (np.ascontiguousarray(p, dtype=dt) for p in (W1, b1, W2, b2))
         if not (
             W1.ndim == 2
             and W2.ndim == 2
@@ -977,19 +998,21 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         ):
             raise ValueError(
                 "coefs_ and intercepts_ are inconsistent: expected [W1 (D, H), W2 (H, C)] and "
-                f"[b1 (H,), b2 (C,)], got shapes {[np.shape(p) for p in src]}."
+                f"[b1 (H,), b2 (C,)], got shapes {[W1.shape, W2.shape, b1.shape, b2.shape]}."
             )
         return W1, b1, W2, b2
 
     def _proba(self, X):
-        """Output-unit probabilities (n_samples, n_outputs) with minimal checking."""
+        """Return the output units' probabilities (n_samples, n_outputs), checked minimally."""
         params = self._predict_params()
-        dt = params[0].dtype
+        W1 = params[0]
+        dt = W1.dtype
+        Xc = None
         if (
             type(X) is np.ndarray
             and X.ndim == 2
             and X.dtype.kind == "f"
-            and X.shape[1] == params[0].shape[0]
+            and X.shape[1] == W1.shape[0]
             and X.shape[0] > 0
             and "feature_names_in_" not in self.__dict__
         ):
@@ -1000,17 +1023,19 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
             else:
                 with np.errstate(over="ignore"):  # too large for dt: found just below
                     Xc = np.ascontiguousarray(X, dt)
-            if not np.isfinite(Xc).all():
-                Xc = None  # let validate_data raise its usual error
-        else:
-            Xc = None
+            v = Xc.reshape(-1)
+            # a finite sum of squares means every entry is finite (nan and inf
+            # propagate); if the squares overflow, validate_data decides
+            if not math.isfinite(np.dot(v, v)):
+                Xc = None
         if Xc is None:
             Xc = validate_data(
                 self, X, reset=False, accept_sparse=_SPARSE_FORMATS, dtype=dt, order="C"
             )
             if sp.issparse(Xc):
                 Xc = np.ascontiguousarray(Xc.toarray(), dtype=dt)
-        opts = self._kernel_options(Xc.shape[0], *params[0].shape)
+        Xc = _writeable(Xc)
+        opts = self._kernel_options(Xc.shape[0], *W1.shape)
         if self.n_threads is None or not opts["parallel"]:
             return solvers.forward_proba(
                 Xc, params, activation=self.activation, output=self.out_activation_, **opts

@@ -87,6 +87,27 @@ def _pair(settings, max_iter, hidden=16, **extra):
     return mlp, ours
 
 
+@pytest.mark.parametrize("activation", ["relu", "logistic"])
+def test_starting_weights_are_mlpclassifiers(activation, digits_small):
+    # An SGD step of 1e-300 leaves float64 weights of order 0.1 unchanged, so
+    # coefs_ after one epoch are the starting weights of either estimator.
+    X, y = digits_small
+    mlp, ours = _pair(dict(solver="sgd", momentum=0.0, learning_rate_init=1e-300,
+                           activation=activation), max_iter=1)
+    _fit_quiet(mlp, X, y)
+    _fit_quiet(ours, X, y)
+    _assert_same_weights(ours, mlp, rtol=0, atol=0)
+    # Glorot uniform: W1, b1, W2, b2 drawn in that order from one RandomState,
+    # bound sqrt(factor / (fan_in + fan_out)), factor 2 for 'logistic', else 6
+    rng = np.random.RandomState(0)
+    factor = 2.0 if activation == "logistic" else 6.0
+    for fan_in, fan_out, W, b in [(64, 16, ours.coefs_[0], ours.intercepts_[0]),
+                                  (16, 10, ours.coefs_[1], ours.intercepts_[1])]:
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        assert_array_equal(W, rng.uniform(-bound, bound, (fan_in, fan_out)))
+        assert_array_equal(b, rng.uniform(-bound, bound, fan_out))
+
+
 @pytest.mark.parametrize("case", list(PARITY_CASES))
 def test_one_epoch_changes_weights_as_mlpclassifier(case, digits_small):
     X, y = digits_small
@@ -309,7 +330,10 @@ def test_callback_stops_lbfgs(digits_small):
     assert est.n_iter_ == 4 and len(est.loss_curve_) == 4
 
 
-def test_keyboard_interrupt_keeps_weights(digits_small):
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_keyboard_interrupt_keeps_weights(solver, digits_small):
+    # Ctrl-C arrives as KeyboardInterrupt in the Python code between epochs; a
+    # callback raising it stands in for the key press
     X, y = digits_small
     cb, seen = _recorder()
 
@@ -317,11 +341,11 @@ def test_keyboard_interrupt_keeps_weights(digits_small):
         if info["epoch"] == 2:
             raise KeyboardInterrupt
 
-    est = TwoLayerClassifier(hidden_units=8, max_iter=50, random_state=0,
+    est = TwoLayerClassifier(hidden_units=8, solver=solver, max_iter=50, random_state=0,
                              callbacks=[cb, interrupt], dtype=np.float64)
     with pytest.warns(UserWarning, match="Training interrupted by user"):
         est.fit(X, y)
-    assert est.n_iter_ == 2
+    assert est.n_iter_ == 2 and len(est.loss_curve_) == 2
     for p, q in zip(_params(est), seen[-1][0], strict=True):
         assert_array_equal(p, q)
     assert est.score(X, y) > 0.1
@@ -459,6 +483,20 @@ def test_sparse_input_matches_dense(digits_small):
         sparse = _fit_quiet(TwoLayerClassifier(**kw), Xs, y)
         _assert_same_weights(sparse, dense, rtol=1e-12, atol=1e-15)
         assert_allclose(sparse.predict_proba(Xs), dense.predict_proba(X), rtol=1e-12)
+
+
+def test_read_only_input(digits_small):
+    # a read-only float32 X (a memory map, say) is used through a private copy:
+    # same result as a writeable X, and no compile of read-only kernel variants
+    X, y = digits_small
+    X32 = X.astype(np.float32)
+    ro = X32.copy()
+    ro.setflags(write=False)
+    kw = dict(hidden_units=8, max_iter=2, random_state=0)
+    a = _fit_quiet(TwoLayerClassifier(**kw), ro, y)
+    b = _fit_quiet(TwoLayerClassifier(**kw), X32, y)
+    _assert_same_weights(a, b, rtol=0, atol=0)
+    assert_array_equal(a.predict_proba(ro[:1]), b.predict_proba(X32[:1]))
 
 
 def test_pandas_dataframe_feature_names(digits_small):
