@@ -62,6 +62,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _at_least_two(text: str) -> int:
     value = _positive_int(text)
     if value < 2:
@@ -312,7 +322,8 @@ def cmd_demo(args) -> int:
     X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
     X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
     y_train, y_test = data.y_train, data.y_test
-    print(f"fastmlp demo: {X_train.shape[1]} -> {args.hidden} ReLU -> 10 softmax, "
+    print(f"fastmlp demo: {X_train.shape[1]} -> {args.hidden} ReLU -> "
+          f"{np.unique(y_train).size} softmax, "
           f"SGD (lr {args.lr:g}, Nesterov momentum {args.momentum:g}, batch {args.batch_size}, "
           f"alpha {args.alpha:g}), {args.epochs} epochs")
     print(f"data:    {data.name}")
@@ -607,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--max-train", type=_positive_int, default=None,
                    help="train on at most this many images (a stratified choice)")
-    p.add_argument("--numpy-epochs", type=int, default=1,
+    p.add_argument("--numpy-epochs", type=_nonnegative_int, default=1,
                    help="epochs of plain NumPy to time (0 skips the comparison; default 1)")
     p.add_argument("--sample", action="store_true",
                    help="use the sample shipped in datasets/ even if the full set is installed")

@@ -230,3 +230,5 @@ def test_help_and_unknown_subcommand(tmp_path):
     assert_one_line_error(*run("frobnicate", cwd=tmp_path), 2, "invalid choice: 'frobnicate'")
     assert_one_line_error(*run("demo", "--data-dir", tmp_path, cwd=tmp_path), 1,
                           "does not hold the Fashion-MNIST IDX files")
+    assert_one_line_error(*run("demo", "--numpy-epochs", "-1", cwd=tmp_path), 2,
+                          "--numpy-epochs", "expected an integer >= 0")
