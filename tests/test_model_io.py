@@ -107,10 +107,7 @@ def test_binary_float64_early_stopping_round_trip(tmp_path, data):
     X, y = data
     yb = np.where(y == 0, "no", "yes")
     m = fit(X, yb, dtype=np.float64, early_stopping=True, max_iter=4, alpha=0.0,
-            class_weight="balanced")
-    # a dict parameter (string keys) is saved and restored; set after fitting, as the
-    # file records get_params() whatever they were
-    m.set_params(class_weight={"no": 2.0, "yes": 1.0})
+            class_weight={"no": 2.0, "yes": 1.0})
     assert m.n_outputs_ == 1 and m.out_activation_ == "logistic"
     loaded = model_io.load_model(model_io.save_model(m, tmp_path / "b.npz"))
     np.testing.assert_array_equal(loaded.predict_proba(X), m.predict_proba(X))
