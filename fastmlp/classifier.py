@@ -880,7 +880,9 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         n = X.shape[0]
         # scikit-learn's packing order: coefs then intercepts
         sizes = np.cumsum([0, W1.size, W2.size, b1.size, b2.size])
-        ws = solvers.Workspace(n, W1.shape[0], W1.shape[1], W2.shape[1], n, X.dtype)
+        ws = solvers.Workspace(
+            n, W1.shape[0], W1.shape[1], W2.shape[1], n, X.dtype, full_batch=True
+        )
         opts = self._kernel_options(n, W1.shape[0], W1.shape[1])
 
         def unpack(theta):

@@ -29,15 +29,21 @@ class Workspace:
     ``(Xb, Yb, swb, H1, H2, Z, dZ, dH1, gW1, gb1, gW2, gb2, order)``.
     """
 
-    def __init__(self, n_samples, n_features, n_hidden, n_outputs, batch_size, dtype):
+    def __init__(
+        self, n_samples, n_features, n_hidden, n_outputs, batch_size, dtype, *, full_batch=False
+    ):
         dtype = np.dtype(dtype)
         B = min(batch_size, n_samples)
         self.batch_size = B
         self.dtype = dtype
+        # A full-batch workspace (for loss_and_grads, as L-BFGS uses) reads X in
+        # place: it has no gather buffers, so it holds no copy of X.
+        self.full_batch = full_batch
+        G = 0 if full_batch else B
         self.buffers = (
-            np.empty((B, n_features), dtype),  # Xb   (B, D) gathered batch
-            np.empty((B, n_outputs), dtype),  # Yb   (B, C)
-            np.empty(B, dtype),  # swb  (B,)
+            np.empty((G, n_features), dtype),  # Xb   (B, D) gathered batch
+            np.empty((G, n_outputs), dtype),  # Yb   (B, C)
+            np.empty(G, dtype),  # swb  (B,)
             np.empty((B, n_hidden), dtype),  # H1   (B, H) pre-activation
             np.empty((B, n_hidden), dtype),  # H2   (B, H) activation
             np.empty((B, n_outputs), dtype),  # Z    (B, C) logits, then P in place
@@ -59,7 +65,7 @@ class Workspace:
             np.empty((C, H), dtype),  # W2t  (C, H)
             np.empty((H, D), dtype),  # gW1t (H, D)
             np.empty((C, H), dtype),  # gW2t (C, H)
-            np.empty(D * B, dtype),  # Xt   (D, m) flat
+            np.empty(D * G, dtype),  # Xt   (D, m) flat
             np.empty(H * B, dtype),  # H2t  (H, m) flat
             np.empty(C * B, dtype),  # dZt  (C, m) flat
             np.empty(H * B, dtype),  # dH1t (H, m) flat
@@ -445,6 +451,8 @@ def run_epoch(
         The number of updates made so far (Adam's ``t``), ``step`` plus batches.
     """
     _check_workspace(workspace, X, Y, params, workspace.batch_size)
+    if workspace.full_batch:
+        raise ValueError("run_epoch needs a workspace made with full_batch=False")
     dt = X.dtype.type
     total, new_step = _epoch(
         X,
@@ -481,8 +489,9 @@ def loss_and_grads(
 ):
     """Full-batch loss and gradients ``(loss, (gW1, gb1, gW2, gb2))`` (for L-BFGS).
 
-    The workspace must have been made with ``batch_size >= n_samples``; the
-    returned gradients are views into it, overwritten by the next call.
+    The workspace must have been made with ``batch_size >= n_samples`` (best
+    with ``full_batch=True``, which holds no copy of X); the returned gradients
+    are views into it, overwritten by the next call.
     """
     W1, b1, W2, b2 = params
     _check_workspace(workspace, X, Y, params, X.shape[0])

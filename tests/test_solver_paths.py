@@ -46,3 +46,25 @@ def test_choose_use_blas_leaves_inputs_alone_and_remembers(make_problem, monkeyp
     # a second call with the same shapes is answered from memory, not re-timed
     monkeypatch.setattr(S, "run_epoch", lambda *a, **k: pytest.fail("re-timed"))
     assert S.choose_use_blas(pb.X, pb.Y, sw, pb.params, batch_size=20, optimizer="sgd") is choice
+
+
+def test_full_batch_workspace_holds_no_copy_of_X(make_problem):
+    from fastmlp import reference
+
+    pb = make_problem(40, 30, 6, 3, np.float64, seed=2)
+    sw = np.ones(40)
+    ws = S.Workspace(40, 30, 6, 3, 40, np.float64, full_batch=True)
+    minibatch = S.Workspace(40, 30, 6, 3, 40, np.float64)
+    size = lambda w: sum(a.nbytes for a in w.buffers + w.tbuffers)  # noqa: E731
+    # the minibatch workspace gathers X (and its transpose), Y and the weights
+    assert size(minibatch) - size(ws) == 2 * pb.X.nbytes + pb.Y.nbytes + sw.nbytes
+    for use_blas in (True, False):
+        loss, grads = S.loss_and_grads(pb.X, pb.Y, sw, pb.params, ws, alpha=0.1,
+                                       use_blas=use_blas)
+        ref = reference.forward_backward(pb.X, pb.Y, *pb.params, alpha=0.1)
+        assert_allclose(loss, ref["loss"], rtol=1e-12)
+        for g, name in zip(grads, ("dW1", "db1", "dW2", "db2")):
+            assert_allclose(g, ref[name], rtol=1e-10, atol=1e-14)
+    state = S.init_optimizer_state(pb.params, "sgd")
+    with pytest.raises(ValueError, match="full_batch=False"):
+        S.run_epoch(pb.X, pb.Y, sw, pb.params, state, ws)
