@@ -1090,10 +1090,8 @@ def evaluate_targets(rep: Report, threads_compared: bool) -> list[Target]:
 
 
 # ----------------------------------------------------------------------- output
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "-"
-    return f"{s:.4g}" if s >= 1e-3 else f"{s * 1e3:.4g}m"
+def _fmt_scaled(s: float | None, unit: float) -> str:
+    return "-" if s is None else f"{s / unit:.4g}"
 
 
 def format_epoch_table(rep: Report) -> str:
@@ -1173,16 +1171,21 @@ def format_report(rep: Report) -> str:
         )
         out.append(
             _table(
-                ["product", "loops s", "BLAS s", "loops share of BLAS"],
+                ["product", "loops us", "BLAS us", "loops share of BLAS"],
                 [
-                    [r["product"], _fmt_s(r["loops_s"]), _fmt_s(r["blas_s"]), f"{r['ratio']:.0%}"]
+                    [
+                        r["product"],
+                        _fmt_scaled(r["loops_s"], 1e-6),
+                        _fmt_scaled(r["blas_s"], 1e-6),
+                        f"{r['ratio']:.0%}",
+                    ]
                     for r in rep.matmul["rows"]
                 ],
             )
         )
     if rep.predict:
         out.append("")
-        out.append("Predict latency (medians; m = milliseconds):")
+        out.append("Predict latency (medians):")
         lines = []
         for p in rep.predict:
             sk1, skp = p.get("sklearn_one_row_s"), p.get("sklearn_proba_s")
@@ -1192,8 +1195,8 @@ def format_report(rep: Report) -> str:
                     p["fastmlp"],
                     f"{p['fastmlp_one_row_s'] * 1e6:.1f}",
                     f"{sk1 * 1e6:.1f}" if sk1 else "-",
-                    _fmt_s(p["fastmlp_proba_s"]),
-                    _fmt_s(skp),
+                    _fmt_scaled(p["fastmlp_proba_s"], 1e-3),
+                    _fmt_scaled(skp, 1e-3),
                     f"{skp / p['fastmlp_proba_s']:.2f}" if skp else "-",
                 ]
             )
@@ -1204,8 +1207,8 @@ def format_report(rep: Report) -> str:
                     "fastmlp model",
                     "1 row us",
                     "sklearn 1 row us",
-                    f"proba {PREDICT_ROWS} s",
-                    "sklearn proba s",
+                    f"proba {PREDICT_ROWS} rows ms",
+                    "sklearn proba ms",
                     "vs sklearn",
                 ],
                 lines,
@@ -1258,10 +1261,12 @@ def save_png(rep: Report, path: str) -> None:
             else "tab:orange"
             for n in names
         ]
-        ax.barh(names, times, color=colors)
+        bars = ax.barh(names, times, color=colors)
         floor = rep.epoch_median(wl, dt, FloorEpoch.name)
         if floor:
             ax.axvline(floor, color="k", lw=0.8, ls="--")
+            ax.bar_label(bars, [f" {t / floor:.2f}x floor" for t in times], fontsize=7)
+            ax.set_xlim(0, max(times) * 1.25)
         ax.set_title(f"{wl}, {dt}: seconds per epoch (dashed: GEMM floor)", fontsize=10)
         ax.tick_params(labelsize=8)
     fig.tight_layout()
