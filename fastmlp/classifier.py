@@ -317,14 +317,30 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         dt = self.dtype
         return np.dtype(_DTYPES[dt] if isinstance(dt, str) else dt)
 
-    def _kernel_options(self, n_rows, n_features, n_hidden):
+    def _kernel_options(self, n_rows, n_features, n_hidden, calibrate=None):
         """Options of the compiled calls for batches of ``n_rows`` rows.
 
-        The one place that chooses the matrix-product path and the threading:
-        BLAS for now; the parallel kernels unless the batch's work is tiny.
+        The one place that chooses the matrix-product path and the threading.
+        A batch whose products are tiny runs on the calling thread through BLAS
+        (a parallel region costs more than it saves there, and measured on
+        digits-sized batches BLAS beats the Numba loops). A larger one runs the
+        parallel kernels, and with ``calibrate=(X, Y, sw, params)`` the path is
+        chosen by timing a few real batches of each (``solvers.choose_use_blas``,
+        remembered per shape).
         """
         work = n_rows * n_features * n_hidden
-        return {"use_blas": True, "parallel": work >= _PARALLEL_MIN_WORK}
+        parallel = work >= _PARALLEL_MIN_WORK
+        use_blas = True
+        if parallel and calibrate is not None:
+            use_blas = solvers.choose_use_blas(
+                *calibrate,
+                batch_size=n_rows,
+                parallel=parallel,
+                optimizer=self.solver,
+                activation=self.activation,
+                output=self.out_activation_,
+            )
+        return {"use_blas": use_blas, "parallel": parallel}
 
     @contextlib.contextmanager
     def _thread_limit(self):
@@ -719,7 +735,7 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         if ws is None or not ws.fits(n, D, H, self.n_outputs_, batch_size, X.dtype):
             ws = solvers.Workspace(n, D, H, self.n_outputs_, batch_size, X.dtype)
         self._workspace = ws
-        opts = self._kernel_options(batch_size, D, H)
+        opts = self._kernel_options(batch_size, D, H, calibrate=(X, Y, sw, params))
         val_opts = self._kernel_options(0 if Xv is None else Xv.shape[0], D, H)
         callbacks = list(self.callbacks or ())
         start = time.perf_counter()
