@@ -152,6 +152,22 @@ def test_fashion_targets_pass_or_miss_on_the_ratios(fast, expected):
     assert targets["digits f32: >= 8x faster than MLPClassifier"].status == "n/a"
 
 
+@pytest.mark.parametrize(("two", "adam", "expected"), [(0.05, 0.105, "pass"), (0.08, 0.12, "MISS")])
+def test_thread_and_adam_targets(two, adam, expected):
+    rep = bench.Report(command=["test"])
+    rep.epochs = [
+        _row("digits", "fastmlp run_epoch sgd", two),
+        _row("digits", "fastmlp run_epoch adam", adam * two / 0.1),
+        _row("digits", "fastmlp run_epoch sgd, 1 thread", 0.1),
+    ]
+    targets = {t.goal: t for t in bench.evaluate_targets(rep, threads_compared=True)}
+    threads = targets["2 threads: epoch <= 0.6x one-thread epoch"]
+    assert (threads.status, threads.measured) == (expected, f"{two / 0.1:.2f}x")
+    assert targets["Adam epoch <= 1.1x SGD epoch"].status == expected
+    quiet = bench.evaluate_targets(rep, threads_compared=False)
+    assert {t.goal: t for t in quiet}["2 threads: epoch <= 0.6x one-thread epoch"].status == "n/a"
+
+
 def test_main_digits_prints_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = [
