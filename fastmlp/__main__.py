@@ -618,8 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--max-train", type=_positive_int, default=None,
                    help="train on at most this many images (a stratified choice)")
-    p.add_argument("--numpy-epochs", type=_nonnegative_int, default=1,
-                   help="epochs of plain NumPy to time (0 skips the comparison; default 1)")
+    p.add_argument("--numpy-epochs", type=_nonnegative_int, default=2,
+                   help="epochs of plain NumPy to time (0 skips the comparison; default 2)")
     p.add_argument("--sample", action="store_true",
                    help="use the sample shipped in datasets/ even if the full set is installed")
     p.add_argument("--data-dir", default=None,
