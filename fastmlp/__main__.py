@@ -344,12 +344,12 @@ def cmd_demo(args) -> int:
     fast = statistics.median(progress.seconds)
     print(f"test accuracy: {accuracy:.4f} ({int(round(accuracy * len(y_test)))}/{len(y_test)} "
           f"test images)")
-    print(f"fastmlp:     {fast:.3f} s per epoch (median of {len(progress.seconds)} epochs)")
+    print(f"fastmlp:     {fast:.4g} s per epoch (median of {len(progress.seconds)} epochs)")
     if args.numpy_epochs == 0:
         print(f"total time: {time.perf_counter() - total_start:.1f} s")
         return 0
     slow, name = _numpy_seconds_per_epoch(X_train, y_train, model, args, args.numpy_epochs)
-    print(f"plain NumPy: {slow:.3f} s per epoch (median of {args.numpy_epochs}, {name}, "
+    print(f"plain NumPy: {slow:.4g} s per epoch (median of {args.numpy_epochs}, {name}, "
           "same batch, lr, momentum, data)")
     ratio = slow / fast
     verdict = (f"fastmlp is {ratio:.1f}x faster" if ratio >= 1
