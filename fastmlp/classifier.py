@@ -325,14 +325,13 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         (a parallel region costs more than it saves there, and measured on
         digits-sized batches BLAS beats the Numba loops). A larger one runs the
         parallel kernels, and with ``calibrate=(X, Y, sw, params)`` the path is
-        chosen by timing a few real batches of each (``solvers.choose_use_blas``,
+        chosen by timing a few real batches of each (``solvers.choose_kernel_options``,
         remembered per shape).
         """
         work = n_rows * n_features * n_hidden
         parallel = work >= _PARALLEL_MIN_WORK
-        use_blas = True
         if parallel and calibrate is not None:
-            use_blas = solvers.choose_use_blas(
+            return solvers.choose_kernel_options(
                 *calibrate,
                 batch_size=n_rows,
                 parallel=parallel,
@@ -340,7 +339,7 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
                 activation=self.activation,
                 output=self.out_activation_,
             )
-        return {"use_blas": use_blas, "parallel": parallel}
+        return {"use_blas": True, "parallel": parallel}
 
     @contextlib.contextmanager
     def _thread_limit(self):

@@ -17,7 +17,7 @@ API) runs one kernel per node::
 
 The compiled epoch (``fastmlp.solvers``) runs fused variants of the same nodes.
 Its matrix products come in two paths, chosen per shape by timing
-(``solvers.choose_use_blas``): Numba loops (``matmul_nt``, a register-blocked
+(``solvers.choose_kernel_options``): Numba loops (``matmul_nt``, a register-blocked
 ``A Btᵀ`` with the minibatch gather fused in, on weights kept transposed for the
 epoch, with ``hidden_backward_t`` building ``dH1`` row by row), or BLAS reached
 through ``np.dot`` inside compiled code (``*_blas``). ``linear_forward``,

@@ -563,15 +563,18 @@ def forward_proba(
 _PATH_CHOICES: dict = {}
 
 
-def choose_use_blas(X, Y, sample_weight, params, *, batch_size, parallel=True, **epoch_kwargs):
-    """Time both matrix-product paths on a few real batches and return ``use_blas``.
+def choose_kernel_options(X, Y, sample_weight, params, *, batch_size, parallel=True,
+                          **epoch_kwargs):
+    """Time the epoch's kernel options on a few real batches; return the fastest.
 
-    Runs a short epoch over the first few batches of ``X`` with each path, on
-    copies of the parameters (nothing the caller owns changes), and keeps the
-    faster one. The answer is remembered per shape, dtype, thread count,
-    optimizer, activation and output for the life of the process, so only the
-    first fit of a shape pays (a few batches, plus compiling both paths on a cold
-    cache).
+    The candidates are BLAS products with the other kernels on the calling
+    thread (BLAS brings its own threads), and, when ``parallel``, BLAS or the
+    Numba loops with Numba's parallel kernels. Each runs a short epoch over the
+    first few batches of ``X`` on copies of the parameters (nothing the caller
+    owns changes). The answer, ``{"use_blas": bool, "parallel": bool}``, is
+    remembered per shape, dtype, thread count, optimizer, activation and output
+    for the life of the process, so only the first fit of a shape pays (a few
+    batches, plus compiling on a cold cache).
     """
     import time
 
@@ -584,21 +587,22 @@ def choose_use_blas(X, Y, sample_weight, params, *, batch_size, parallel=True, *
         epoch_kwargs.get(k) for k in ("optimizer", "activation", "output")
     )
     if key in _PATH_CHOICES:
-        return _PATH_CHOICES[key]
+        return dict(_PATH_CHOICES[key])
+    candidates = [(True, False)] + ([(True, True), (False, True)] if parallel else [(False, False)])
     m = min(n, 4 * B)
     Xs, Ys, sws = X[:m], Y[:m], sample_weight[:m]
     ws = Workspace(m, D, H, C, B, X.dtype)
     optimizer = epoch_kwargs.get("optimizer", "sgd")
     best = {}
     for _ in range(3):
-        for use_blas in (True, False):
+        for use_blas, par in candidates:
             p = tuple(a.copy() for a in params)
             state = init_optimizer_state(p, optimizer)
             t = time.perf_counter()
-            run_epoch(Xs, Ys, sws, p, state, ws, use_blas=use_blas, parallel=parallel,
+            run_epoch(Xs, Ys, sws, p, state, ws, use_blas=use_blas, parallel=par,
                       **epoch_kwargs)
             elapsed = time.perf_counter() - t
-            best[use_blas] = min(best.get(use_blas, np.inf), elapsed)
-    choice = bool(best[True] <= best[False])
-    _PATH_CHOICES[key] = choice
-    return choice
+            best[use_blas, par] = min(best.get((use_blas, par), np.inf), elapsed)
+    use_blas, par = min(candidates, key=best.__getitem__)
+    _PATH_CHOICES[key] = {"use_blas": use_blas, "parallel": par}
+    return dict(_PATH_CHOICES[key])

@@ -32,20 +32,22 @@ def test_both_paths_give_the_same_epoch(make_problem, optimizer):
     assert_allclose(l1, l2, rtol=1e-12)
 
 
-def test_choose_use_blas_leaves_inputs_alone_and_remembers(make_problem, monkeypatch):
+def test_choose_kernel_options_leaves_inputs_alone_and_remembers(make_problem, monkeypatch):
     monkeypatch.setattr(S, "_PATH_CHOICES", {})
     pb = make_problem(90, 7, 5, 3, np.float32, seed=1)
     sw = np.ones(90, np.float32)
     before = [a.copy() for a in (pb.X, pb.Y, sw) + pb.params]
-    choice = S.choose_use_blas(pb.X, pb.Y, sw, pb.params, batch_size=20, optimizer="sgd",
-                               learning_rate=0.1)
-    assert isinstance(choice, bool)
+    choice = S.choose_kernel_options(pb.X, pb.Y, sw, pb.params, batch_size=20,
+                                     optimizer="sgd", learning_rate=0.1)
+    assert set(choice) == {"use_blas", "parallel"}
+    assert all(isinstance(v, bool) for v in choice.values())
     for a, b in zip(before, (pb.X, pb.Y, sw) + pb.params):
         assert_array_equal(a, b)
     assert list(S._PATH_CHOICES.values()) == [choice]
     # a second call with the same shapes is answered from memory, not re-timed
     monkeypatch.setattr(S, "run_epoch", lambda *a, **k: pytest.fail("re-timed"))
-    assert S.choose_use_blas(pb.X, pb.Y, sw, pb.params, batch_size=20, optimizer="sgd") is choice
+    again = S.choose_kernel_options(pb.X, pb.Y, sw, pb.params, batch_size=20, optimizer="sgd")
+    assert again == choice
 
 
 def test_full_batch_workspace_holds_no_copy_of_X(make_problem):
