@@ -1273,13 +1273,9 @@ def save_png(rep: Report, path: str) -> None:
 
 # ------------------------------------------------------------------------ main
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    from .__main__ import int_at_least  # the command line's one integer parser
+
+    return int_at_least(1)(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
