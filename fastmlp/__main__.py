@@ -54,7 +54,6 @@ class _Parser(argparse.ArgumentParser):
 # ------------------------------------------------------------------------ helpers
 def int_at_least(minimum: int):
     """Return an argparse ``type`` accepting integers ``>= minimum``."""
-
     wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
 
     def parse(text: str) -> int:

@@ -139,7 +139,9 @@ def _check_inputs(X, y, W1, b1, W2, b2, sample_weight):
         if not np.allclose(Y.sum(axis=1), 1, atol=1e-4 if dtype == np.float32 else 1e-10):
             raise ValueError("each row of the target matrix y must sum to 1")
     else:
-        raise ValueError(f"y must be class indices (n,) or a target matrix (n, C), got {y_arr.shape}")
+        raise ValueError(
+            f"y must be class indices (n,) or a target matrix (n, C), got {y_arr.shape}"
+        )
 
     if sample_weight is None:
         sw = np.ones(n, dtype=dtype)
@@ -217,7 +219,9 @@ def forward_backward(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if activation not in K.ACTIVATION_CODES:
-        raise ValueError(f"activation must be one of {tuple(K.ACTIVATION_CODES)}, got {activation!r}")
+        raise ValueError(
+            f"activation must be one of {tuple(K.ACTIVATION_CODES)}, got {activation!r}"
+        )
     try:
         alpha = float(alpha)
     except (TypeError, ValueError):
@@ -231,7 +235,8 @@ def forward_backward(
         )
         values["loss"] = float(values["loss"])
         return BackpropResult(values)
-    return BackpropResult(_numba_forward_backward(X, Y, W1, b1, W2, b2, sw, alpha, activation, blas))
+    values = _numba_forward_backward(X, Y, W1, b1, W2, b2, sw, alpha, activation, blas)
+    return BackpropResult(values)
 
 
 def _numba_forward_backward(X, Y, W1, b1, W2, b2, sw, alpha, activation, blas):

@@ -382,9 +382,9 @@ def _matmul_nt(A, rows, Bt, bias, out):
     ``A`` is (m, K), ``Bt`` is (p, K), ``out`` is (m, p); pass a length-0
     ``bias`` for none. With ``rows`` of length m, row i of ``A`` is read from
     ``A[rows[i]]``: the minibatch gather fused into the product (pass a
-    length-0 ``rows`` to read A's rows in order). Every product of the network is one of these once its
-    second operand is stored transposed: ``X W1 = X (W1ᵀ)ᵀ``,
-    ``dW1ᵀ = dH1ᵀ (Xᵀ)ᵀ``. A 4x4 block of outputs is held in 16 scalars while
+    length-0 ``rows`` to read A's rows in order). Every product of the network
+    is one of these once its second operand is stored transposed:
+    ``X W1 = X (W1ᵀ)ᵀ``, ``dW1ᵀ = dH1ᵀ (Xᵀ)ᵀ``. A 4x4 block of outputs is held in 16 scalars while
     the shared index k runs over two sets of four contiguous rows: eight loads
     feed sixteen multiply-adds, which Numba vectorises along k. Parallel over
     blocks of four rows of ``A`` (rows of the batch for the forward pass).

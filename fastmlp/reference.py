@@ -166,7 +166,7 @@ def sgd_epoch(
     for idx in batches(n, batch_size, order):
         g = forward_backward(X[idx], Y[idx], *params, alpha, s[idx], activation, output)
         total += g["loss"] * s[idx].sum()
-        for p, v, name in zip(params, velocities, ("dW1", "db1", "dW2", "db2")):
+        for p, v, name in zip(params, velocities, ("dW1", "db1", "dW2", "db2"), strict=True):
             v *= momentum
             v -= learning_rate * g[name]
             if nesterov:

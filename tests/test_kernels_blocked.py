@@ -18,7 +18,10 @@ DTYPES = [np.float32, np.float64]
 # (m, K, p): exact 4x4 blocks, leftover rows and columns, K = 1, m = 1, p = 1
 SHAPES = [(1, 1, 1), (4, 4, 4), (5, 7, 9), (8, 1, 3), (3, 13, 4), (37, 13, 11), (17, 33, 18)]
 MATMUL = [pytest.param(K.matmul_nt, id="parallel"), pytest.param(K.matmul_nt_serial, id="serial")]
-TRANSPOSE = [pytest.param(K.transpose, id="parallel"), pytest.param(K.transpose_serial, id="serial")]
+TRANSPOSE = [
+    pytest.param(K.transpose, id="parallel"),
+    pytest.param(K.transpose_serial, id="serial"),
+]
 NO_ROWS = np.empty(0, dtype=np.int64)
 
 

@@ -27,7 +27,7 @@ def test_both_paths_give_the_same_epoch(make_problem, optimizer):
         ]
         results.append((params, state, losses))
     (p1, s1, l1), (p2, s2, l2) = results
-    for a, b in zip(p1 + s1, p2 + s2):
+    for a, b in zip(p1 + s1, p2 + s2, strict=True):
         assert_allclose(a, b, rtol=1e-10, atol=1e-13)
     assert_allclose(l1, l2, rtol=1e-12)
 
@@ -41,7 +41,7 @@ def test_choose_kernel_options_leaves_inputs_alone_and_remembers(make_problem, m
                                      optimizer="sgd", learning_rate=0.1)
     assert set(choice) == {"use_blas", "parallel"}
     assert all(isinstance(v, bool) for v in choice.values())
-    for a, b in zip(before, (pb.X, pb.Y, sw) + pb.params):
+    for a, b in zip(before, (pb.X, pb.Y, sw) + pb.params, strict=True):
         assert_array_equal(a, b)
     assert list(S._PATH_CHOICES.values()) == [choice]
     # a second call with the same shapes is answered from memory, not re-timed
@@ -65,7 +65,7 @@ def test_full_batch_workspace_holds_no_copy_of_X(make_problem):
                                        use_blas=use_blas)
         ref = reference.forward_backward(pb.X, pb.Y, *pb.params, alpha=0.1)
         assert_allclose(loss, ref["loss"], rtol=1e-12)
-        for g, name in zip(grads, ("dW1", "db1", "dW2", "db2")):
+        for g, name in zip(grads, ("dW1", "db1", "dW2", "db2"), strict=True):
             assert_allclose(g, ref[name], rtol=1e-10, atol=1e-14)
     state = S.init_optimizer_state(pb.params, "sgd")
     with pytest.raises(ValueError, match="full_batch=False"):
