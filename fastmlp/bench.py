@@ -394,7 +394,19 @@ def make_estimator(problem: Problem, solver="sgd", **params):
     return TwoLayerClassifier(**settings)
 
 
-class EstimatorEpoch(EpochRunner):
+class PartialFitEpoch(EpochRunner):
+    """An estimator's ``partial_fit`` as one epoch per call (``classes`` on the first)."""
+
+    def __call__(self):
+        """Run one epoch."""
+        if not self.started:
+            self.model.partial_fit(self.problem.X, self.problem.y, classes=self.classes)
+            self.started = True
+        else:
+            self.model.partial_fit(self.problem.X, self.problem.y)
+
+
+class EstimatorEpoch(PartialFitEpoch):
     """``TwoLayerClassifier.partial_fit``: one epoch per call, validation included."""
 
     def __init__(self, problem: Problem, solver="sgd", threads=None):
@@ -404,14 +416,6 @@ class EstimatorEpoch(EpochRunner):
         self.model = make_estimator(problem, solver)
         self.classes = np.arange(problem.n_classes)
         self.started = False
-
-    def __call__(self):
-        """Run one epoch."""
-        if not self.started:
-            self.model.partial_fit(self.problem.X, self.problem.y, classes=self.classes)
-            self.started = True
-        else:
-            self.model.partial_fit(self.problem.X, self.problem.y)
 
 
 def numpy_epoch(
@@ -514,7 +518,7 @@ class NumpyEpoch(EpochRunner):
         return [np.asarray(a, np.float64) for a in self.params]
 
 
-class SklearnEpoch(EpochRunner):
+class SklearnEpoch(PartialFitEpoch):
     """``MLPClassifier(solver='sgd').partial_fit``: one epoch per call, on X in its dtype."""
 
     name = "scikit-learn MLPClassifier"
@@ -536,14 +540,6 @@ class SklearnEpoch(EpochRunner):
         )
         self.classes = np.arange(problem.n_classes)
         self.started = False
-
-    def __call__(self):
-        """Run one epoch."""
-        if not self.started:
-            self.model.partial_fit(self.problem.X, self.problem.y, classes=self.classes)
-            self.started = True
-        else:
-            self.model.partial_fit(self.problem.X, self.problem.y)
 
 
 def torch_available() -> tuple[bool, str]:

@@ -1053,11 +1053,9 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
                 Xc = np.ascontiguousarray(Xc.toarray(), dtype=dt)
         Xc = _writeable(Xc)
         opts = self._kernel_options(Xc.shape[0], *W1.shape)
-        if self.n_threads is None or not opts["parallel"]:
-            return solvers.forward_proba(
-                Xc, params, activation=self.activation, output=self.out_activation_, **opts
-            )
-        with self._thread_limit():
+        # small inputs run on one thread: skip the thread limit's own cost there
+        limit = self._thread_limit() if opts["parallel"] else contextlib.nullcontext()
+        with limit:
             return solvers.forward_proba(
                 Xc, params, activation=self.activation, output=self.out_activation_, **opts
             )
