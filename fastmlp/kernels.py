@@ -67,12 +67,17 @@ linear_forward_serial, linear_forward = serial_and_parallel(_linear_forward)
 
 @jit
 def linear_forward_blas(X, W, b, out):
-    """out = X W + b through BLAS (``np.dot`` in compiled code)."""
+    """out = X W + b through BLAS (``np.dot`` in compiled code).
+
+    A length-0 ``b`` adds no bias (for a caller that fuses the bias into the
+    next pass, as the solver does with :func:`bias_activation_forward`).
+    """
     np.dot(X, W, out)
     n, H = out.shape
-    for i in range(n):
-        for j in range(H):
-            out[i, j] += b[j]
+    if b.shape[0] == H:
+        for i in range(n):
+            for j in range(H):
+                out[i, j] += b[j]
 
 
 def _relu_forward(H1, out):
@@ -158,20 +163,26 @@ def _softmax_cross_entropy(Z, Y, sw, scale, P, dZ):
         for c in range(1, C):
             if Z[i, c] > m:
                 m = Z[i, c]
+        # One exp per logit: e_c = exp(z_c - m) goes to dZ, then p_c = e_c / s.
         s = Z.dtype.type(0)
-        for c in range(C):
-            s += np.exp(Z[i, c] - m)
-        lse = m + np.log(s)
         ce = Z.dtype.type(0)
+        for c in range(C):
+            z = Z[i, c] - m
+            ce -= Y[i, c] * z
+            e = np.exp(z)
+            dZ[i, c] = e
+            s += e
+        log_s = np.log(s)
+        inv_s = 1 / s
         w = sw[i] * scale
+        ysum = Z.dtype.type(0)
         for c in range(C):
             y = Y[i, c]
-            z = Z[i, c]
-            ce += y * (lse - z)
-            p = np.exp(z - lse)
+            ysum += y
+            p = dZ[i, c] * inv_s
             P[i, c] = p
             dZ[i, c] = w * (p - y)  # (n, C)
-        total += w * ce
+        total += w * (ce + ysum * log_s)
     return total
 
 
@@ -340,10 +351,11 @@ weight_grad_serial, weight_grad = serial_and_parallel(_weight_grad)
 def weight_grad_blas(A, G, W, reg, out):
     """out = Aᵀ G + reg * W through BLAS."""
     np.dot(A.T, G, out)
-    D, H = out.shape
-    for k in range(D):
-        for j in range(H):
-            out[k, j] += reg * W[k, j]
+    if reg != 0:
+        D, H = out.shape
+        for k in range(D):
+            for j in range(H):
+                out[k, j] += reg * W[k, j]
 
 
 def _input_grad(G, W, out):
@@ -549,6 +561,43 @@ hidden_backward_t_serial, hidden_backward_t = serial_and_parallel(_hidden_backwa
 
 
 @jit
+def hidden_backward_bias_t(dZ, W2t, H1, H2, activation, dH1, gb):
+    """:func:`hidden_backward_t` and ``gb = column sums of dH1`` in one serial pass.
+
+    .. math:: \\partial L / \\partial b_1 = \\mathbf{1}^\\top \\partial L / \\partial H_1
+
+    Each row of ``dH1`` is added to the bias gradient while it is still in
+    registers, so ``dH1`` is not read a second time. Serial: threads would race
+    on ``gb``; the parallel solver keeps the two kernels separate.
+    """
+    n, C = dZ.shape
+    H = W2t.shape[1]
+    one = dZ.dtype.type(1)
+    for j in range(H):
+        gb[j] = 0
+    for i in range(n):
+        g = dH1[i]
+        d = dZ[i, 0]
+        for j in range(H):
+            g[j] = d * W2t[0, j]
+        for c in range(1, C):
+            d = dZ[i, c]
+            for j in range(H):
+                g[j] += d * W2t[c, j]  # (H,) row of dH2
+        for j in range(H):
+            if activation == RELU:
+                if H1[i, j] <= 0:
+                    g[j] = g[j] * 0
+            elif activation == TANH:
+                h = H2[i, j]
+                g[j] *= one - h * h
+            elif activation == LOGISTIC:
+                h = H2[i, j]
+                g[j] *= h * (one - h)
+            gb[j] += g[j]
+
+
+@jit
 def add_scaled(out, scale, A):
     """out += scale * A, elementwise (the L2 term ``(alpha / n) W`` of a weight gradient)."""
     o = out.reshape(-1)
@@ -559,41 +608,57 @@ def add_scaled(out, scale, A):
 
 # --------------------------------------------------------------------- updates
 @jit
-def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
+def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, reg=0.0):
     """SGD with momentum, in place, on flat views: scikit-learn's rule.
 
-    ``v = momentum v - lr g``; then ``p += v``, or ``p += momentum v - lr g``
-    with Nesterov's momentum.
+    With ``g = grad + reg * param`` (the L2 term of a weight gradient, folded in
+    here so it costs no pass of its own): ``v = momentum v - lr g``; then
+    ``p += v``, or ``p += momentum v - lr g`` with Nesterov's momentum.
+
+    Returns the sum of squares of the updated ``param``: the next batch's L2
+    penalty, computed while the weights are in cache anyway.
     """
     p = param.reshape(-1)
     g = grad.reshape(-1)
     v = velocity.reshape(-1)
+    r = p.dtype.type(reg)
+    sq = p.dtype.type(0)
     for t in range(p.size):
-        vt = momentum * v[t] - learning_rate * g[t]
+        gt = g[t] + r * p[t]
+        vt = momentum * v[t] - learning_rate * gt
         v[t] = vt
         if nesterov:
-            p[t] += momentum * vt - learning_rate * g[t]
+            pt = p[t] + (momentum * vt - learning_rate * gt)
         else:
-            p[t] += vt
+            pt = p[t] + vt
+        p[t] = pt
+        sq += pt * pt
+    return sq
 
 
 @jit
-def adam_update(param, grad, m, v, step_size, beta_1, beta_2, epsilon):
+def adam_update(param, grad, m, v, step_size, beta_1, beta_2, epsilon, reg=0.0):
     """Adam, in place, on flat views: scikit-learn's rule.
 
-    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
-    ``p -= step_size m / (sqrt(v) + eps)`` where the caller folds the bias
-    correction into ``step_size = lr sqrt(1 - b2^t) / (1 - b1^t)``.
+    With ``g = grad + reg * param``: ``m = b1 m + (1-b1) g``,
+    ``v = b2 v + (1-b2) g^2``, ``p -= step_size m / (sqrt(v) + eps)`` where the
+    caller folds the bias correction into ``step_size = lr sqrt(1 - b2^t) / (1 - b1^t)``.
+    Returns the sum of squares of the updated ``param``, as :func:`sgd_update`.
     """
     p = param.reshape(-1)
     g = grad.reshape(-1)
     mm = m.reshape(-1)
     vv = v.reshape(-1)
     one = p.dtype.type(1)
+    r = p.dtype.type(reg)
+    sq = p.dtype.type(0)
     for t in range(p.size):
-        gt = g[t]
+        gt = g[t] + r * p[t]
         mt = beta_1 * mm[t] + (one - beta_1) * gt
         vt = beta_2 * vv[t] + (one - beta_2) * gt * gt
         mm[t] = mt
         vv[t] = vt
-        p[t] -= step_size * mt / (np.sqrt(vt) + epsilon)
+        pt = p[t] - step_size * mt / (np.sqrt(vt) + epsilon)
+        p[t] = pt
+        sq += pt * pt
+    return sq

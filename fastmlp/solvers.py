@@ -120,15 +120,18 @@ def shuffle(order, seed):
 def _forward(X, W1, b1, W2, b2, activation, use_blas, parallel, H1, H2, Z):
     """Z = act(X W1 + b1) W2 + b2, keeping H1 and H2 for the backward pass."""
     if use_blas:
-        K.linear_forward_blas(X, W1, b1, H1)
-    elif parallel:
-        K.linear_forward(X, W1, b1, H1)
+        K.linear_forward_blas(X, W1, b1[:0], H1)  # bias added in the next pass
+        if parallel:
+            K.bias_activation_forward(H1, b1, activation, H1, H2)
+        else:
+            K.bias_activation_forward_serial(H1, b1, activation, H1, H2)
     else:
-        K.linear_forward_serial(X, W1, b1, H1)
-    if parallel:
-        K.activation_forward(H1, activation, H2)
-    else:
-        K.activation_forward_serial(H1, activation, H2)
+        if parallel:
+            K.linear_forward(X, W1, b1, H1)
+            K.activation_forward(H1, activation, H2)
+        else:
+            K.linear_forward_serial(X, W1, b1, H1)
+            K.activation_forward_serial(H1, activation, H2)
     if use_blas:
         K.linear_forward_blas(H2, W2, b2, Z)
     elif parallel:
@@ -139,12 +142,16 @@ def _forward(X, W1, b1, W2, b2, activation, use_blas, parallel, H1, H2, Z):
 
 @jit
 def _loss_and_grads(
-    X, Y, sw, scale, W1, b1, W2, b2, alpha, activation, output, use_blas, parallel, ws, wt
+    X, Y, sw, scale, W1, b1, W2, b2, alpha, activation, output, use_blas, parallel, ws, wt,
+    fold_l2,
 ):
     """Forward, loss and every parameter gradient of one batch into ``ws``.
 
     Returns ``scale * sum_i sw_i CE_i + scale * alpha / 2 (|W1|^2 + |W2|^2)``,
     the batch loss with scikit-learn's L2 penalty (``scale = 1 / sum(sw)``).
+    With ``fold_l2`` the L2 term is left out of both the loss and the weight
+    gradients: the epoch adds the penalty it tracks and the update applies
+    ``(alpha * scale) W`` (see :func:`_epoch`), saving two passes over the weights.
     """
     _, _, _, H1a, H2a, Za, dZa, dH1a, gW1, gb1, gW2, gb2, _ = ws
     n = X.shape[0]
@@ -161,8 +168,11 @@ def _loss_and_grads(
         loss = K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
     else:
         loss = K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
-    loss += _penalty(W1, W2, alpha, scale)
     reg = alpha * scale
+    if fold_l2:
+        reg = reg * 0
+    else:
+        loss += _penalty(W1, W2, alpha, scale)
     # dZ -> db2, dW2 = H2ᵀ dZ + reg W2, dH1 = (dZ W2ᵀ) * act'(H1) fused
     if parallel:
         K.bias_grad(dZ, gb2)
@@ -180,8 +190,7 @@ def _loss_and_grads(
         K.hidden_backward_t(dZ, W2t, H1, H2, activation, dH1)
         K.bias_grad(dH1, gb1)
     else:
-        K.hidden_backward_t_serial(dZ, W2t, H1, H2, activation, dH1)
-        K.bias_grad_serial(dH1, gb1)
+        K.hidden_backward_bias_t(dZ, W2t, H1, H2, activation, dH1, gb1)
     if use_blas:
         K.weight_grad_blas(X, dH1, W1, reg, gW1)
     elif parallel:
@@ -193,13 +202,15 @@ def _loss_and_grads(
 
 @jit
 def _loss_and_grads_t(
-    X, rows, Y, sw, scale, W1t, b1, W2t, b2, alpha, activation, output, parallel, ws, wt
+    X, rows, Y, sw, scale, W1t, b1, W2t, b2, alpha, activation, output, parallel, ws, wt,
+    fold_l2,
 ):
     """Run the loops path of one batch, weights and weight gradients transposed.
 
     ``rows`` are the batch's row indices into ``X`` (gathered inside the
     kernels); gradients land in ``gW1t``, ``gb1``, ``gW2t``, ``gb2``. Same loss
-    and same gradients as :func:`_loss_and_grads`, only the layout differs.
+    and same gradients as :func:`_loss_and_grads` (``fold_l2`` included), only
+    the layout differs.
     """
     _, _, _, H1a, H2a, Za, dZa, dH1a, _, gb1, _, gb2, _ = ws
     _, _, gW1t, gW2t, Xtf, H2tf, dZtf, dH1tf, _, _, _, _ = wt
@@ -230,19 +241,20 @@ def _loss_and_grads_t(
         loss = K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
     else:
         loss = K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
-    loss += _penalty(W1t, W2t, alpha, scale)
     reg = alpha * scale
+    if fold_l2:
+        reg = reg * 0
+    else:
+        loss += _penalty(W1t, W2t, alpha, scale)
     K.bias_grad_serial(dZ, gb2)
     K.transpose_serial(dZ, in_order, dZt)  # (C, m)
     K.transpose_serial(H2, in_order, H2t)  # (H, m)
     K.matmul_nt_serial(dZt, in_order, H2t, none, gW2t)  # dW2ᵀ = dZᵀ H2   (C, H)
+    K.hidden_backward_bias_t(dZ, W2t, H1, H2, activation, dH1, gb1)  # dH1 (m, H), db1
     if parallel:
-        K.hidden_backward_t(dZ, W2t, H1, H2, activation, dH1)  # (m, H)
         K.transpose(X, rows, Xt)  # X[rows]ᵀ          (D, m)
     else:
-        K.hidden_backward_t_serial(dZ, W2t, H1, H2, activation, dH1)
         K.transpose_serial(X, rows, Xt)
-    K.bias_grad_serial(dH1, gb1)
     K.transpose_serial(dH1, in_order, dH1t)  # (H, m)
     if parallel:
         K.matmul_nt(dH1t, in_order, Xt, none, gW1t)  # dW1ᵀ = dH1ᵀ X   (H, D)
@@ -268,12 +280,20 @@ def _penalty(W1, W2, alpha, scale):
 
 
 @jit
-def _update(optimizer, p, g, s1, s2, hyper):
+def _sum_squares(A):
+    sq = A.dtype.type(0)
+    for v in A.reshape(-1):
+        sq += v * v
+    return sq
+
+
+@jit
+def _update(optimizer, p, g, s1, s2, hyper, reg):
+    """Update ``p`` with gradient ``g + reg p``; return the new ``sum(p**2)``."""
     learning_rate, momentum, nesterov, step_size, b1, b2, eps = hyper
     if optimizer == SGD:
-        K.sgd_update(p, g, s1, learning_rate, momentum, nesterov)
-    else:
-        K.adam_update(p, g, s1, s2, step_size, b1, b2, eps)
+        return K.sgd_update(p, g, s1, learning_rate, momentum, nesterov, reg)
+    return K.adam_update(p, g, s1, s2, step_size, b1, b2, eps, reg)
 
 
 @jit
@@ -319,6 +339,15 @@ def _epoch(
         if optimizer == ADAM:  # for SGD the second half of state aliases the first
             K.transpose_serial(state[4], order[:0], s2W1t)
             K.transpose_serial(state[6], order[:0], s2W2t)
+    # The L2 penalty needs |W1|^2 + |W2|^2 before every batch. Each weight
+    # update returns the new sum of squares, so it is summed here once per
+    # epoch and then carried from batch to batch at no extra pass.
+    sq = 0.0
+    if alpha != 0:
+        if use_blas:
+            sq = _sum_squares(W1) + _sum_squares(W2)
+        else:
+            sq = _sum_squares(W1t) + _sum_squares(W2t)
     total = 0.0
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
@@ -349,19 +378,23 @@ def _epoch(
                 Xm = X[start:stop]
             loss = _loss_and_grads(
                 Xm, Ym, swm, scale, W1, b1, W2, b2, alpha, activation, output, True,
-                parallel, ws, wt,
+                parallel, ws, wt, True,
             )
-            _update(optimizer, W1, gW1, state[0], state[4], hyper)
-            _update(optimizer, W2, gW2, state[2], state[6], hyper)
         else:
             loss = _loss_and_grads_t(
                 X, rows, Ym, swm, scale, W1t, b1, W2t, b2, alpha, activation, output,
-                parallel, ws, wt,
+                parallel, ws, wt, True,
             )
-            _update(optimizer, W1t, gW1t, s1W1t, s2W1t, hyper)
-            _update(optimizer, W2t, gW2t, s1W2t, s2W2t, hyper)
-        _update(optimizer, b1, gb1, state[1], state[5], hyper)
-        _update(optimizer, b2, gb2, state[3], state[7], hyper)
+        loss += 0.5 * alpha * scale * sq  # scikit-learn's L2 penalty of this batch
+        reg = alpha * scale
+        if use_blas:
+            sq = _update(optimizer, W1, gW1, state[0], state[4], hyper, reg)
+            sq += _update(optimizer, W2, gW2, state[2], state[6], hyper, reg)
+        else:
+            sq = _update(optimizer, W1t, gW1t, s1W1t, s2W1t, hyper, reg)
+            sq += _update(optimizer, W2t, gW2t, s1W2t, s2W2t, hyper, reg)
+        _update(optimizer, b1, gb1, state[1], state[5], hyper, reg * 0)  # biases: no L2
+        _update(optimizer, b2, gb2, state[3], state[7], hyper, reg * 0)
         total += loss * wsum
     if not use_blas:
         K.transpose_serial(W1t, order[:0], W1)
@@ -500,7 +533,7 @@ def loss_and_grads(
     loss = _loss_and_grads(
         X, Y, sample_weight, dt(1.0 / wsum), W1, b1, W2, b2, dt(alpha),
         K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], bool(use_blas),
-        bool(parallel), workspace.buffers, workspace.tbuffers,
+        bool(parallel), workspace.buffers, workspace.tbuffers, False,
     )
     return loss, workspace.buffers[8:12]
 

@@ -348,6 +348,23 @@ def test_hidden_backward_t(rng, kernel, code, shape, dtype):
     assert_close(out, (dZ64 @ W2t64) * derivative(H1_64, H2_64), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", MATMUL_SHAPES)
+@pytest.mark.parametrize("code", ACT_PARAMS)
+def test_hidden_backward_bias_t(rng, code, shape, dtype):
+    n, C, H = shape
+    dZ, W2t, H1 = rand(rng, (n, C), dtype), rand(rng, (C, H), dtype), rand(rng, (n, H), dtype)
+    forward, derivative = ACTIVATIONS[code]
+    H2 = forward(H1).astype(dtype)
+    out = np.full((n, H), np.nan, dtype)
+    gb = np.full(H, np.nan, dtype)
+    K.hidden_backward_bias_t(dZ, W2t, H1, H2, code, out, gb)
+    dZ64, W2t64, H1_64, H2_64 = f64(dZ, W2t, H1, H2)
+    expected = (dZ64 @ W2t64) * derivative(H1_64, H2_64)
+    assert_close(out, expected, dtype)
+    assert_close(gb, expected.sum(axis=0), dtype)
+
+
 @pytest.mark.parametrize("shape", [(1,), (5,), (3, 4), (37, 1)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_add_scaled(rng, shape, dtype):
@@ -361,32 +378,40 @@ def test_add_scaled(rng, shape, dtype):
 @pytest.mark.parametrize("shape", [(1,), (5,), (3, 4), (37, 1)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
-def test_sgd_update(rng, shape, dtype, momentum, nesterov):
+@pytest.mark.parametrize("reg", [0.0, 0.3])
+def test_sgd_update(rng, shape, dtype, momentum, nesterov, reg):
     p, g, v = (rand(rng, shape, dtype) for _ in range(3))
     lr = 0.05
     p64, g64, v64 = f64(p, g, v)
-    K.sgd_update(p, g, v, dtype(lr), dtype(momentum), nesterov)
-    # scikit-learn: v = momentum v - lr g; p += v, or p += momentum v - lr g (Nesterov)
+    sq = K.sgd_update(p, g, v, dtype(lr), dtype(momentum), nesterov, reg)
+    # scikit-learn: v = momentum v - lr g; p += v, or p += momentum v - lr g (Nesterov),
+    # with the L2 term in the gradient: g + reg p
+    g64 = g64 + reg * p64
     v_exp = momentum * v64 - lr * g64
     p_exp = p64 + (momentum * v_exp - lr * g64 if nesterov else v_exp)
     assert_close(v, v_exp, dtype)
     assert_close(p, p_exp, dtype)
+    assert_close(np.float64(sq), np.sum(p_exp**2), dtype)
 
 
 @pytest.mark.parametrize("shape", [(1,), (5,), (3, 4), (37, 1)])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_adam_update(rng, shape, dtype):
+@pytest.mark.parametrize("reg", [0.0, 0.3])
+def test_adam_update(rng, shape, dtype, reg):
     p, g, m = (rand(rng, shape, dtype) for _ in range(3))
     v = rng.uniform(0.0, 2.0, size=shape).astype(dtype)  # second moments are >= 0
     b1, b2, eps, t, lr = 0.9, 0.999, 1e-8, 3, 0.01
     step_size = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
     p64, g64, m64, v64 = f64(p, g, m, v)
-    K.adam_update(p, g, m, v, dtype(step_size), dtype(b1), dtype(b2), dtype(eps))
+    sq = K.adam_update(p, g, m, v, dtype(step_size), dtype(b1), dtype(b2), dtype(eps), reg)
+    g64 = g64 + reg * p64
     m_exp = b1 * m64 + (1 - b1) * g64
     v_exp = b2 * v64 + (1 - b2) * g64**2
+    p_exp = p64 - step_size * m_exp / (np.sqrt(v_exp) + eps)
     assert_close(m, m_exp, dtype)
     assert_close(v, v_exp, dtype)
-    assert_close(p, p64 - step_size * m_exp / (np.sqrt(v_exp) + eps), dtype)
+    assert_close(p, p_exp, dtype)
+    assert_close(np.float64(sq), np.sum(p_exp**2), dtype)
 
 
 # --------------------------------------------------------- the serial twins' cache
@@ -423,7 +448,8 @@ TESTED = set(
     relu_backward_serial activation_backward activation_backward_serial hidden_backward
     hidden_backward_serial weight_grad weight_grad_serial weight_grad_blas input_grad
     input_grad_serial input_grad_blas matmul_nt matmul_nt_serial transpose transpose_serial
-    hidden_backward_t hidden_backward_t_serial add_scaled sgd_update adam_update
+    hidden_backward_t hidden_backward_t_serial hidden_backward_bias_t add_scaled
+    sgd_update adam_update
     """.split()
 )
 
