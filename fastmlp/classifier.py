@@ -1019,12 +1019,15 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
             )
         return W1, b1, W2, b2
 
-    def _proba(self, X):
-        """Return the output units' probabilities (n_samples, n_outputs), checked minimally."""
+    def _proba(self, X, argmax=False):
+        """Return the output units' probabilities (n_samples, n_outputs), checked minimally.
+
+        With ``argmax``, return each row's index of the largest output instead
+        (``solvers.forward_proba(argmax=True)``: no probabilities computed).
+        """
         params = self._predict_params()
         W1 = params[0]
         dt = W1.dtype
-        Xc = None
         if (
             type(X) is np.ndarray
             and X.ndim == 2
@@ -1034,31 +1037,29 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
             and "feature_names_in_" not in self.__dict__
         ):
             # fast path: a float ndarray of the right width needs no more than a
-            # cast and a finiteness check
+            # cast and a finiteness check, made inside the compiled call; only
+            # input with a NaN or an infinity goes on to validate_data's error
             if X.dtype == dt and X.flags.c_contiguous:
                 Xc = X
             else:
-                with np.errstate(over="ignore"):  # too large for dt: found just below
+                with np.errstate(over="ignore"):  # too large for dt: found as inf
                     Xc = np.ascontiguousarray(X, dt)
-            v = Xc.reshape(-1)
-            # a finite sum of squares means every entry is finite (nan and inf
-            # propagate); if the squares overflow, validate_data decides
-            if not math.isfinite(np.dot(v, v)):
-                Xc = None
-        if Xc is None:
-            Xc = validate_data(
-                self, X, reset=False, accept_sparse=_SPARSE_FORMATS, dtype=dt, order="C"
-            )
-            if sp.issparse(Xc):
-                Xc = np.ascontiguousarray(Xc.toarray(), dtype=dt)
-        Xc = _writeable(Xc)
-        opts = self._kernel_options(Xc.shape[0], *W1.shape)
-        # small inputs run on one thread: skip the thread limit's own cost there
-        limit = self._thread_limit() if opts["parallel"] else contextlib.nullcontext()
-        with limit:
-            return solvers.forward_proba(
-                Xc, params, activation=self.activation, output=self.out_activation_, **opts
-            )
+            out = self._forward(_writeable(Xc), params, argmax, check_finite=True)
+            if out is not None:
+                return out
+        Xc = validate_data(self, X, reset=False, accept_sparse=_SPARSE_FORMATS, dtype=dt, order="C")
+        if sp.issparse(Xc):
+            Xc = np.ascontiguousarray(Xc.toarray(), dtype=dt)
+        return self._forward(_writeable(Xc), params, argmax, check_finite=False)
+
+    def _forward(self, Xc, params, argmax, check_finite):
+        opts = self._kernel_options(Xc.shape[0], *params[0].shape)
+        kwargs = {"activation": self.activation, "output": self.out_activation_,
+                  "argmax": argmax, "check_finite": check_finite}
+        if not opts["parallel"]:  # small inputs run on one thread: no thread limit needed
+            return solvers.forward_proba(Xc, params, **kwargs, **opts)
+        with self._thread_limit():
+            return solvers.forward_proba(Xc, params, **kwargs, **opts)
 
     def predict(self, X):
         """Predict class labels.
@@ -1073,6 +1074,8 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         y : ndarray of shape (n_samples,) or (n_samples, n_labels)
             Predicted labels (an indicator matrix for multilabel models).
         """
+        if self.__dict__.get("out_activation_") == "softmax":
+            return self.classes_[self._proba(X, argmax=True)]
         return self._decode(self._proba(X))
 
     def predict_proba(self, X):

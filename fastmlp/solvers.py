@@ -539,57 +539,98 @@ def loss_and_grads(
 
 
 @jit
-def _forward_proba(X, W1, b1, W2, b2, activation, output, use_blas, parallel, H1, H2, out):
+def _all_finite(X):
+    for v in X.reshape(-1):
+        if not np.isfinite(v):
+            return False
+    return True
+
+
+@jit
+def _forward_proba(X, W1, b1, W2, b2, activation, output, use_blas, parallel, block, argmax,
+                   check):
+    """Return ``(P, labels)``: probabilities, or with ``argmax`` each row's best index.
+
+    The unused one of the two has no rows; with ``check`` and a non-finite entry
+    in ``X``, both have none. Buffers are allocated here once, none per block.
+    """
     n = X.shape[0]
-    B = H1.shape[0]
+    C = W2.shape[1]
+    if check and not _all_finite(X):
+        return np.empty((0, C), X.dtype), np.empty(0, np.int64)
+    B = min(block, n)
+    H1 = np.empty((B, W1.shape[1]), X.dtype)
+    H2 = np.empty_like(H1)
+    # labels need one block of logits, reused; probabilities need all of them
+    out = np.empty((B if argmax else n, C), X.dtype)
+    labels = np.empty(n if argmax else 0, np.int64)
     for start in range(0, n, B):
         stop = min(start + B, n)
         m = stop - start
-        Zm = out[start:stop]
+        Zm = out[:m] if argmax else out[start:stop]
         _forward(X[start:stop], W1, b1, W2, b2, activation, use_blas, parallel, H1[:m], H2[:m], Zm)
-        if output == SOFTMAX:
+        if argmax:
+            # softmax and sigmoid are increasing: the largest logit is the
+            # largest probability, so labels need no exp
+            for i in range(m):
+                best = 0
+                for c in range(1, C):
+                    if Zm[i, c] > Zm[i, best]:
+                        best = c
+                labels[start + i] = best
+        elif output == SOFTMAX:
             for i in range(m):
                 mx = Zm[i, 0]
-                for c in range(1, Zm.shape[1]):
+                for c in range(1, C):
                     mx = max(mx, Zm[i, c])
                 s = Zm.dtype.type(0)
-                for c in range(Zm.shape[1]):
+                for c in range(C):
                     e = np.exp(Zm[i, c] - mx)
                     Zm[i, c] = e
                     s += e
-                for c in range(Zm.shape[1]):
+                for c in range(C):
                     Zm[i, c] /= s
         else:
             one = Zm.dtype.type(1)
             for i in range(m):
-                for c in range(Zm.shape[1]):
+                for c in range(C):
                     z = Zm[i, c]
                     if z >= 0:
                         Zm[i, c] = one / (one + np.exp(-z))
                     else:
                         e = np.exp(z)
                         Zm[i, c] = e / (one + e)
+    if argmax:
+        return out[:0], labels
+    return out, labels
 
 
 def forward_proba(
-    X, params, *, activation="relu", output="softmax", block=1024, use_blas=True, parallel=True
+    X, params, *, activation="relu", output="softmax", block=1024, use_blas=True, parallel=True,
+    argmax=False, check_finite=False,
 ):
     """Output probabilities ``P`` of shape (n_samples, n_outputs), in blocks of rows.
+
+    With ``argmax=True``, return instead the index of each row's largest output
+    (int64, shape (n_samples,)): the predicted class of a softmax model, found
+    from the logits without computing the probabilities.
+
+    With ``check_finite=True``, return ``None`` when ``X`` holds a NaN or an
+    infinity (checked in the same compiled call, so the caller can validate
+    and raise only then).
 
     Allocates the output and two hidden buffers of ``block`` rows, nothing per block.
     """
     W1, b1, W2, b2 = params
     n = X.shape[0]
-    B = max(1, min(block, n))
-    H = W1.shape[1]
-    H1 = np.empty((B, H), X.dtype)
-    H2 = np.empty((B, H), X.dtype)
-    out = np.empty((n, W2.shape[1]), X.dtype)
-    _forward_proba(
+    P, labels = _forward_proba(
         X, W1, b1, W2, b2, K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
-        bool(use_blas), bool(parallel and n > 1), H1, H2, out,
+        bool(use_blas), bool(parallel) and n > 1, max(1, block), bool(argmax),
+        bool(check_finite),
     )
-    return out
+    if check_finite and n and P.shape[0] == 0 and labels.shape[0] == 0:
+        return None
+    return labels if argmax else P
 
 
 # ------------------------------------------------------- choosing a matmul path

@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from numba.core.runtime import _nrt_python, rtsys
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from fastmlp import reference, solvers
 
@@ -444,3 +444,25 @@ def test_misfit_workspace_raises_instead_of_writing_out_of_bounds():
         "loss_and_grads ValueError True",
         "run_epoch ValueError True",
     ], done.stdout
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("n", "block", "output"), [(11, 4, "softmax"), (1, 1024, "softmax"),
+                                                    (9, 2, "logistic"), (7, 7, "softmax")])
+def test_forward_proba_argmax_is_the_largest_probability(make_problem, n, block, output, dtype):
+    p = make_problem(n, 5, 6, 3, dtype=dtype, seed=9)
+    labels = solvers.forward_proba(p.X, p.params, output=output, block=block, argmax=True)
+    P = reference.forward(p.X, *p.params, activation="relu", output=output)["P"]
+    assert labels.dtype == np.int64
+    assert_array_equal(labels, P.argmax(axis=1))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("argmax", [False, True])
+def test_forward_proba_check_finite(make_problem, bad, argmax):
+    p = make_problem(6, 5, 6, 3, dtype=np.float32, seed=10)
+    kwargs = {"check_finite": True, "argmax": argmax, "block": 4}
+    assert solvers.forward_proba(p.X, p.params, **kwargs) is not None
+    X = p.X.copy()
+    X[4, 2] = bad
+    assert solvers.forward_proba(X, p.params, **kwargs) is None
