@@ -339,7 +339,8 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
                 activation=self.activation,
                 output=self.out_activation_,
             )
-        return {"use_blas": True, "parallel": parallel}
+        # a small problem keeps BLAS on the calling thread too (fastmlp._blas)
+        return {"use_blas": True, "parallel": parallel, "single_thread": not parallel}
 
     @contextlib.contextmanager
     def _thread_limit(self):
@@ -375,6 +376,14 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         """
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if not first_pass and y.ndim == 1 and y.dtype.kind in "iuU" and "classes_" in self.__dict__:
+            # Later passes (partial_fit, warm_start) with integer or string labels:
+            # these are class labels whatever their number, so the checks that
+            # follow reduce to "every label is a known class" (type_of_target and
+            # unique_labels would cost more than a digits-sized epoch).
+            encoded = self._encode_known_labels(y, incremental)
+            if encoded is not None:
+                return encoded
         check_classification_targets(y)
         y_type = type_of_target(y, input_name="y")
         if y_type not in ("binary", "multiclass", "multilabel-indicator"):
@@ -423,11 +432,33 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
                     f"`y` has classes not in `self.classes_`. `self.classes_` has "
                     f"{self.classes_}. 'y' has {labels}."
                 )
-        dt = self._working_dtype()
-        n = y.shape[0]
         if multilabel:
-            return np.ascontiguousarray(y, dtype=dt), None
-        idx = np.searchsorted(self.classes_, y)
+            return np.ascontiguousarray(y, dtype=self._working_dtype()), None
+        return self._one_hot(np.searchsorted(self.classes_, y))
+
+    def _encode_known_labels(self, y, incremental):
+        """Targets of 1-D labels for a fitted single-label model, or None to take the long way.
+
+        The long way (``_encode_targets``) also gives the error messages, so
+        anything unusual returns None: a multilabel model, labels outside
+        ``classes_``, or warm_start with other classes than before.
+        """
+        classes = self.classes_
+        if self._multilabel() or classes.dtype.kind != y.dtype.kind:
+            return None
+        idx = np.searchsorted(classes, y)
+        np.minimum(idx, len(classes) - 1, out=idx)
+        if not np.array_equal(classes[idx], y):
+            return None  # a label that is not a class
+        if not incremental and self.warm_start:
+            if np.unique(idx).shape[0] != len(classes):
+                return None  # warm_start needs the same classes as before
+        return self._one_hot(idx)
+
+    def _one_hot(self, idx):
+        """Target matrix Y from class indices ``idx``; returns ``(Y, idx)``."""
+        dt = self._working_dtype()
+        n = idx.shape[0]
         if self.out_activation_ == "softmax":
             Y = np.zeros((n, self.n_outputs_), dtype=dt)
             Y[np.arange(n), idx] = 1
@@ -671,7 +702,8 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         """Return the validation accuracy and mean log-loss (no penalty) of the weights."""
         params = (self.coefs_[0], self.intercepts_[0], self.coefs_[1], self.intercepts_[1])
         P = solvers.forward_proba(
-            Xv, params, activation=self.activation, output=self.out_activation_, **opts
+            Xv, params, activation=self.activation, output=self.out_activation_,
+            use_blas=opts["use_blas"], parallel=opts["parallel"],
         ).astype(np.float64)
         eps = np.finfo(Xv.dtype).eps
         Pc = np.clip(P, eps, 1 - eps)
@@ -1056,10 +1088,11 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         opts = self._kernel_options(Xc.shape[0], *params[0].shape)
         kwargs = {"activation": self.activation, "output": self.out_activation_,
                   "argmax": argmax, "check_finite": check_finite}
+        kwargs.update(use_blas=opts["use_blas"], parallel=opts["parallel"])
         if not opts["parallel"]:  # small inputs run on one thread: no thread limit needed
-            return solvers.forward_proba(Xc, params, **kwargs, **opts)
+            return solvers.forward_proba(Xc, params, **kwargs)
         with self._thread_limit():
-            return solvers.forward_proba(Xc, params, **kwargs, **opts)
+            return solvers.forward_proba(Xc, params, **kwargs)
 
     def predict(self, X):
         """Predict class labels.

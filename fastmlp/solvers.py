@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels as K
+from ._blas import single_blas_thread
 from ._jit import jit
 
 SGD, ADAM = 0, 1
@@ -457,8 +458,13 @@ def run_epoch(
     seed=0,
     use_blas=True,
     parallel=True,
+    single_thread=False,
 ):
     """Run one compiled epoch, updating ``params`` and ``state`` in place.
+
+    ``use_blas``, ``parallel`` and ``single_thread`` (BLAS limited to the
+    calling thread for the epoch) are the kernel options that
+    :func:`choose_kernel_options` picks; they change speed, not results.
 
     Parameters
     ----------
@@ -487,38 +493,22 @@ def run_epoch(
     if workspace.full_batch:
         raise ValueError("run_epoch needs a workspace made with full_batch=False")
     dt = X.dtype.type
-    total, new_step = _epoch(
-        X,
-        Y,
-        sample_weight,
-        params,
-        state,
-        workspace.buffers,
-        workspace.tbuffers,
-        workspace.batch_size,
-        np.uint64(seed),
-        bool(shuffle),
-        ADAM if optimizer == "adam" else SGD,
-        dt(learning_rate),
-        dt(momentum),
-        bool(nesterov),
-        dt(beta_1),
-        dt(beta_2),
-        dt(epsilon),
-        int(step),
-        dt(alpha),
-        K.ACTIVATION_CODES[activation],
-        OUTPUT_CODES[output],
-        bool(use_blas),
-        bool(parallel),
+    args = (
+        X, Y, sample_weight, params, state, workspace.buffers, workspace.tbuffers,
+        workspace.batch_size, np.uint64(seed), bool(shuffle), ADAM if optimizer == "adam" else SGD,
+        dt(learning_rate), dt(momentum), bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon),
+        int(step), dt(alpha), K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
+        bool(use_blas), bool(parallel),
     )
+    with single_blas_thread(single_thread and use_blas):
+        total, new_step = _epoch(*args)
     weight = float(sample_weight.sum())
     return total / weight if weight > 0 else float("nan"), new_step
 
 
 def loss_and_grads(
     X, Y, sample_weight, params, workspace, *, alpha=0.0, activation="relu",
-    output="softmax", use_blas=True, parallel=True,
+    output="softmax", use_blas=True, parallel=True, single_thread=False,
 ):
     """Full-batch loss and gradients ``(loss, (gW1, gb1, gW2, gb2))`` (for L-BFGS).
 
@@ -530,11 +520,12 @@ def loss_and_grads(
     _check_workspace(workspace, X, Y, params, X.shape[0])
     wsum = float(sample_weight.sum())
     dt = X.dtype.type
-    loss = _loss_and_grads(
-        X, Y, sample_weight, dt(1.0 / wsum), W1, b1, W2, b2, dt(alpha),
-        K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], bool(use_blas),
-        bool(parallel), workspace.buffers, workspace.tbuffers, False,
-    )
+    with single_blas_thread(single_thread and use_blas):
+        loss = _loss_and_grads(
+            X, Y, sample_weight, dt(1.0 / wsum), W1, b1, W2, b2, dt(alpha),
+            K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], bool(use_blas),
+            bool(parallel), workspace.buffers, workspace.tbuffers, False,
+        )
     return loss, workspace.buffers[8:12]
 
 
@@ -642,10 +633,12 @@ def choose_kernel_options(X, Y, sample_weight, params, *, batch_size, parallel=T
     """Time the epoch's kernel options on a few real batches; return the fastest.
 
     The candidates are BLAS products with the other kernels on the calling
-    thread (BLAS brings its own threads), and, when ``parallel``, BLAS or the
-    Numba loops with Numba's parallel kernels. Each runs a short epoch over the
+    thread (BLAS with its own threads, or limited to the calling thread too),
+    and, when ``parallel``, BLAS or the Numba loops with Numba's parallel
+    kernels. Each runs a short epoch over the
     first few batches of ``X`` on copies of the parameters (nothing the caller
-    owns changes). The answer, ``{"use_blas": bool, "parallel": bool}``, is
+    owns changes). The answer, ``{"use_blas": bool, "parallel": bool,
+    "single_thread": bool}`` (keywords of :func:`run_epoch`), is
     remembered per shape, dtype, thread count, optimizer, activation and output
     for the life of the process, so only the first fit of a shape pays (a few
     batches, plus compiling on a cold cache).
@@ -662,21 +655,25 @@ def choose_kernel_options(X, Y, sample_weight, params, *, batch_size, parallel=T
     )
     if key in _PATH_CHOICES:
         return dict(_PATH_CHOICES[key])
-    candidates = [(True, False)] + ([(True, True), (False, True)] if parallel else [(False, False)])
+    # (use_blas, parallel, single_thread)
+    candidates = [(True, False, True), (True, False, False)] + (
+        [(True, True, False), (False, True, False)] if parallel else [(False, False, False)]
+    )
     m = min(n, 4 * B)
     Xs, Ys, sws = X[:m], Y[:m], sample_weight[:m]
     ws = Workspace(m, D, H, C, B, X.dtype)
     optimizer = epoch_kwargs.get("optimizer", "sgd")
     best = {}
     for _ in range(3):
-        for use_blas, par in candidates:
+        for option in candidates:
+            use_blas, par, single = option
             p = tuple(a.copy() for a in params)
             state = init_optimizer_state(p, optimizer)
             t = time.perf_counter()
             run_epoch(Xs, Ys, sws, p, state, ws, use_blas=use_blas, parallel=par,
-                      **epoch_kwargs)
+                      single_thread=single, **epoch_kwargs)
             elapsed = time.perf_counter() - t
-            best[use_blas, par] = min(best.get((use_blas, par), np.inf), elapsed)
-    use_blas, par = min(candidates, key=best.__getitem__)
-    _PATH_CHOICES[key] = {"use_blas": use_blas, "parallel": par}
+            best[option] = min(best.get(option, np.inf), elapsed)
+    use_blas, par, single = min(candidates, key=best.__getitem__)
+    _PATH_CHOICES[key] = {"use_blas": use_blas, "parallel": par, "single_thread": single}
     return dict(_PATH_CHOICES[key])

@@ -39,7 +39,7 @@ def test_choose_kernel_options_leaves_inputs_alone_and_remembers(make_problem, m
     before = [a.copy() for a in (pb.X, pb.Y, sw) + pb.params]
     choice = S.choose_kernel_options(pb.X, pb.Y, sw, pb.params, batch_size=20,
                                      optimizer="sgd", learning_rate=0.1)
-    assert set(choice) == {"use_blas", "parallel"}
+    assert set(choice) == {"use_blas", "parallel", "single_thread"}
     assert all(isinstance(v, bool) for v in choice.values())
     for a, b in zip(before, (pb.X, pb.Y, sw) + pb.params, strict=True):
         assert_array_equal(a, b)
