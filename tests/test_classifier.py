@@ -683,6 +683,32 @@ def test_bad_input_to_fit(bad, message, digits_small):
     _assert_state_equal(_state(est), before)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(solver="adam"), dict(solver="sgd"), dict(solver="lbfgs"),
+     dict(solver="adam", early_stopping=True), dict(solver="sgd", partial=True)],
+    ids=["adam", "sgd", "lbfgs", "early-stopping", "partial_fit"],
+)
+def test_non_finite_X_is_refused_by_every_solver(kwargs, bad, digits_small):
+    # the minibatch solvers check X for NaN/inf only when an epoch's loss is not
+    # finite: the error and the untouched state must be the same as an upfront check
+    X, y = digits_small
+    kwargs = dict(kwargs)
+    partial = kwargs.pop("partial", False)
+    X_bad = X.copy()
+    X_bad[-1, 3] = bad  # a single entry, in the validation split when there is one
+    message = "Input X contains NaN" if np.isnan(bad) else "Input X contains infinity"
+    est = _fitted(X, y, warm_start=True, **kwargs)
+    before = _state(est)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        if partial:
+            est.partial_fit(X_bad, y)
+        else:
+            est.fit(X_bad, y)
+    _assert_state_equal(_state(est), before)
+
+
 def test_bad_input_to_predict(digits_small):
     X, y = digits_small
     est = _fitted(X, y)
