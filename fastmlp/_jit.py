@@ -89,14 +89,58 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 
+# ------------------------------------------------- cached entry points, per call site
+# Numba caches a function's machine code as an object file. When the function was
+# compiled in a process where one of the functions it calls had itself been
+# *loaded* from the cache, the object file only refers to that callee by symbol
+# name; a fresh process that loads the caller without having loaded the callee
+# jumps to a missing symbol (a segfault). Seen here: fit, then predict in a second
+# process (compiling ``_forward_proba`` against the cached ``_forward``), then
+# predict in a third.
+#
+# So every function has two builds. Compiled callers use an uncached one, always
+# compiled from IR in the process, so every cached entry is self-contained. Calls
+# from Python go to a cached twin of the same function: what a user calls loads
+# from the cache, and nothing ever links against a loaded entry.
+try:
+    from numba.core.registry import CPUDispatcher as _CPUDispatcher
+except ImportError:  # pragma: no cover - a Numba without this module
+    _CPUDispatcher = None
+
+
+if _CPUDispatcher is not None:
+
+    class EntryDispatcher(_CPUDispatcher):
+        """A Numba dispatcher whose calls from Python run its cached twin ``entry``.
+
+        Compiled code that calls it (typing sees the dispatcher itself) compiles
+        the uncached build into its own machine code.
+        """
+
+        def __call__(self, *args, **kwargs):
+            return self.entry(*args, **kwargs)
+
+
+def _build(func: Callable, parallel: bool):
+    options = dict(JIT_OPTIONS, parallel=parallel)
+    inner = numba.njit(**dict(options, cache=False))(func)
+    if _CPUDispatcher is None or type(inner) is not _CPUDispatcher:
+        return inner  # NUMBA_DISABLE_JIT: the plain Python function
+    inner.__class__ = EntryDispatcher
+    inner.entry = numba.njit(**options)(func)
+    return inner
+
+
 def jit(func: Callable | None = None, *, parallel: bool = False):
     """Compile ``func`` with the package's Numba options.
 
-    Usable as ``@jit`` or ``@jit(parallel=True)``.
+    Usable as ``@jit`` or ``@jit(parallel=True)``. Calls from Python run a
+    cached build (``.entry``); calls from other compiled functions compile an
+    uncached one into the caller (see :class:`EntryDispatcher`).
     """
     if func is None:
-        return lambda f: numba.njit(**JIT_OPTIONS, parallel=parallel)(f)
-    return numba.njit(**JIT_OPTIONS, parallel=parallel)(func)
+        return lambda f: _build(f, parallel)
+    return _build(func, parallel)
 
 
 def serial_and_parallel(func: Callable):

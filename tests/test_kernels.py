@@ -428,7 +428,7 @@ def test_serial_twin_does_not_load_parallel_build_from_cache(tmp_path):
         out = np.empty_like(H1)
         K.relu_forward(H1, out)         # compiles the parallel build into the empty cache
         K.relu_forward_serial(H1, out)  # must compile its own serial build
-        print(sum(K.relu_forward_serial.stats.cache_hits.values()))
+        print(sum(K.relu_forward_serial.entry.stats.cache_hits.values()))
         """
     )
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_DISABLE_JIT="0")

@@ -1,0 +1,71 @@
+"""Numba's on-disk cache across processes: every cached entry must be self-contained.
+
+Each step runs in a fresh process sharing one empty ``NUMBA_CACHE_DIR``, the way a
+user's sessions share the package's cache.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import pytest
+
+from fastmlp import kernels as K
+from fastmlp import solvers as S
+
+pytestmark = pytest.mark.skipif(
+    bool(numba.config.DISABLE_JIT), reason="about Numba's on-disk cache; nothing is compiled"
+)
+
+_SETUP = """
+import numpy as np
+from fastmlp import solvers as S
+r = np.random.default_rng(0)
+X = r.random((5, 3)); W1 = r.random((3, 4)); b1 = r.random(4); W2 = r.random((4, 2))
+b2 = r.random(2)
+"""
+
+
+def _run(code, cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), NUMBA_DISABLE_JIT="0")
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_SETUP) + textwrap.dedent(code)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_entry_compiled_after_its_callees_were_loaded_from_cache(tmp_path):
+    # 1. compiles _loss_and_grads, and with it (and into the cache) its callee _forward;
+    # 2. compiles forward_proba's _forward_proba while _forward could come from the cache;
+    # 3. loads _forward_proba's entry alone. Before every compiled caller used its own
+    #    uncached build of each callee, step 3 crashed (SIGSEGV): the entry saved in
+    #    step 2 called the cache-loaded _forward by a symbol no fresh process defines.
+    steps = [
+        """
+        ws = S.Workspace(5, 3, 4, 2, 5, np.float64)
+        Y = np.eye(2)[[0, 1, 0, 1, 1]]
+        S._loss_and_grads(X, Y, np.ones(5), 0.2, W1, b1, W2, b2, 0.0, 0, 0, True, False,
+                          ws.buffers, ws.tbuffers, False)
+        """,
+        "print(S.forward_proba(X, (W1, b1, W2, b2), parallel=False).sum())",
+        "print(S.forward_proba(X, (W1, b1, W2, b2), parallel=False).sum())",
+    ]
+    outputs = []
+    for i, code in enumerate(steps, 1):
+        done = _run(code, tmp_path)
+        assert done.returncode == 0, f"step {i} ended with {done.returncode}: {done.stderr[-2000:]}"
+        outputs.append(done.stdout.strip())
+    assert outputs[1] == outputs[2] == "5.0"  # each row's probabilities sum to one
+
+
+def test_python_calls_run_the_cached_twin_and_compiled_calls_the_uncached_build():
+    # the mechanism behind the test above (fastmlp._jit.EntryDispatcher)
+    for dispatcher in (K.matmul_nt, K.sgd_update, S._forward, S._epoch):
+        assert dispatcher.entry is not dispatcher
+        assert dispatcher.entry._cache.__class__.__name__ != "NullCache"
+        assert dispatcher._cache.__class__.__name__ == "NullCache"
