@@ -1,7 +1,33 @@
 """fastmlp: a two-layer neural network classifier with visible backpropagation."""
 
-from .backprop import BackpropResult, forward_backward
-from .classifier import TwoLayerClassifier
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for type checkers and IDEs; imported on first use otherwise
+    from .backprop import BackpropResult, forward_backward
+    from .classifier import TwoLayerClassifier
 
 __all__ = ["BackpropResult", "TwoLayerClassifier", "forward_backward"]
 __version__ = "0.1.0"
+
+# The public names are imported on first use (PEP 562): ``import fastmlp`` alone, as
+# ``python -m fastmlp`` does before it parses its options, then loads neither Numba
+# nor scikit-learn. ``from fastmlp import TwoLayerClassifier`` works as before.
+_LAZY = {
+    "BackpropResult": "backprop",
+    "forward_backward": "backprop",
+    "TwoLayerClassifier": "classifier",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
