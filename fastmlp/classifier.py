@@ -19,11 +19,9 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.optimize
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 from sklearn.utils import assert_all_finite, check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -705,6 +703,10 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
             n_present = np.count_nonzero(counts)
             if counts[counts > 0].min() >= 2 and min(n_val, n - n_val) >= n_present:
                 stratify = idx
+        # imported here: sklearn.model_selection (with sklearn.metrics) is only needed
+        # for early stopping and would add ~0.1 s to every `import fastmlp.classifier`
+        from sklearn.model_selection import train_test_split
+
         arrays = [X, Y, sw] + ([idx] if idx is not None else [])
         parts = train_test_split(
             *arrays, random_state=rng, test_size=self.validation_fraction, stratify=stratify
@@ -993,6 +995,8 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
                         "elapsed": time.perf_counter() - start}
                 if any([bool(cb(self, dict(info))) for cb in callbacks]):
                     raise StopIteration
+
+        import scipy.optimize  # only L-BFGS needs it
 
         interrupted = False
         try:
