@@ -304,7 +304,8 @@ class FastmlpEpoch(EpochRunner):
     problem : Problem
     optimizer : {"sgd", "adam"}
     use_blas : bool, optional
-        Passed to ``run_epoch`` when given; its default otherwise.
+        Passed to ``run_epoch`` (with the parallel kernels) when given; otherwise
+        the options the estimator would use (``solvers.kernel_options``).
     threads : int, optional
     shuffle : bool
     """
@@ -327,7 +328,8 @@ class FastmlpEpoch(EpochRunner):
         self.sample_weight = np.ones(n, X.dtype)
         self.step = 0
         self.epoch = 0
-        self.kwargs = {} if use_blas is None else {"use_blas": bool(use_blas)}
+        # None: chosen at the first (warm-up) call, under the runner's thread count
+        self.kwargs = None if use_blas is None else {"use_blas": bool(use_blas), "parallel": True}
         path = "" if use_blas is None else (" blas" if use_blas else " loops")
         extra = "" if threads is None else f", {threads} thread{'s' * (threads > 1)}"
         self.name = f"fastmlp run_epoch {optimizer}{path}{extra}"
@@ -335,6 +337,13 @@ class FastmlpEpoch(EpochRunner):
     def __call__(self):
         """Run one epoch."""
         p = self.problem
+        if self.kwargs is None:
+            self.kwargs = S.kernel_options(
+                p.batch_size, p.X.shape[1], p.hidden,
+                calibrate=(p.X, p.Y, self.sample_weight, self.params),
+                optimizer=self.optimizer, learning_rate=LEARNING_RATE, momentum=MOMENTUM,
+                nesterov=NESTEROV, alpha=ALPHA,
+            )
         self.loss, self.step = S.run_epoch(
             p.X,
             p.Y,

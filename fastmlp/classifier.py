@@ -34,11 +34,6 @@ from ._jit import num_threads
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _DTYPES = {"float32": np.float32, "float64": np.float64}
-# Multiply-adds of one batch's forward pass (rows * D * H) below which the parallel
-# kernels cost more in thread synchronisation than they save (2**21: e.g. 200 rows of
-# 64 features and 160 hidden units). On a loaded machine a parallel region per node
-# per batch can cost milliseconds, so tiny problems stay on the calling thread.
-_PARALLEL_MIN_WORK = 1 << 21
 # Sparse formats taken as they are (others are converted to CSR first); all become dense.
 _SPARSE_FORMATS = ["csr", "csc", "coo"]
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -318,27 +313,14 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
     def _kernel_options(self, n_rows, n_features, n_hidden, calibrate=None):
         """Options of the compiled calls for batches of ``n_rows`` rows.
 
-        The one place that chooses the matrix-product path and the threading.
-        A batch whose products are tiny runs on the calling thread through BLAS
-        (a parallel region costs more than it saves there, and measured on
-        digits-sized batches BLAS beats the Numba loops). A larger one runs the
-        parallel kernels, and with ``calibrate=(X, Y, sw, params)`` the path is
-        chosen by timing a few real batches of each (``solvers.choose_kernel_options``,
-        remembered per shape).
+        ``solvers.kernel_options``: the calling thread for tiny batches; for
+        larger ones, with ``calibrate=(X, Y, sw, params)``, the fastest path of a
+        few timed batches (remembered per shape).
         """
-        work = n_rows * n_features * n_hidden
-        parallel = work >= _PARALLEL_MIN_WORK
-        if parallel and calibrate is not None:
-            return solvers.choose_kernel_options(
-                *calibrate,
-                batch_size=n_rows,
-                parallel=parallel,
-                optimizer=self.solver,
-                activation=self.activation,
-                output=self.out_activation_,
-            )
-        # a small problem keeps BLAS on the calling thread too (fastmlp._blas)
-        return {"use_blas": True, "parallel": parallel, "single_thread": not parallel}
+        return solvers.kernel_options(
+            n_rows, n_features, n_hidden, calibrate=calibrate, optimizer=self.solver,
+            activation=self.activation, output=self.out_activation_,
+        )
 
     @contextlib.contextmanager
     def _thread_limit(self):

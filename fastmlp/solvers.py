@@ -625,7 +625,30 @@ def forward_proba(
 
 
 # ------------------------------------------------------- choosing a matmul path
+# Multiply-adds of one batch's forward pass (rows * D * H) below which the parallel
+# kernels cost more in thread synchronisation than they save (2**21: e.g. 200 rows of
+# 64 features and 160 hidden units). On a loaded machine a parallel region per node
+# per batch can cost milliseconds, so tiny problems stay on the calling thread.
+PARALLEL_MIN_WORK = 1 << 21
 _PATH_CHOICES: dict = {}
+
+
+def kernel_options(n_rows, n_features, n_hidden, *, calibrate=None, **epoch_kwargs):
+    """Kernel options (``use_blas``, ``parallel``, ``single_thread``) for batches of ``n_rows``.
+
+    The one place that chooses the matrix-product path and the threading. A
+    batch whose products are tiny runs on the calling thread, BLAS included (a
+    parallel region costs more than it saves there, and measured on
+    digits-sized batches BLAS beats the Numba loops). A larger one, given
+    ``calibrate=(X, Y, sample_weight, params)``, takes the fastest candidate of
+    :func:`choose_kernel_options` (``epoch_kwargs`` are passed on to it);
+    without it, BLAS and the parallel kernels.
+    """
+    parallel = n_rows * n_features * n_hidden >= PARALLEL_MIN_WORK
+    if parallel and calibrate is not None:
+        return choose_kernel_options(*calibrate, batch_size=n_rows, parallel=True,
+                                     **epoch_kwargs)
+    return {"use_blas": True, "parallel": parallel, "single_thread": not parallel}
 
 
 def choose_kernel_options(X, Y, sample_weight, params, *, batch_size, parallel=True,

@@ -70,3 +70,19 @@ def test_full_batch_workspace_holds_no_copy_of_X(make_problem):
     state = S.init_optimizer_state(pb.params, "sgd")
     with pytest.raises(ValueError, match="full_batch=False"):
         S.run_epoch(pb.X, pb.Y, sw, pb.params, state, ws)
+
+
+def test_kernel_options_keeps_tiny_batches_on_the_calling_thread(make_problem, monkeypatch):
+    monkeypatch.setattr(S, "_PATH_CHOICES", {})
+    tiny = S.kernel_options(200, 64, 100)  # digits: 1.3M multiply-adds per forward pass
+    assert tiny == {"use_blas": True, "parallel": False, "single_thread": True}
+    # a large batch without data to time: BLAS and the parallel kernels
+    assert S.kernel_options(200, 784, 100) == {
+        "use_blas": True, "parallel": True, "single_thread": False
+    }
+    # with data, the timed choice among choose_kernel_options' candidates
+    pb = make_problem(64, 600, 70, 3, np.float32, seed=3)
+    sw = np.ones(64, np.float32)
+    chosen = S.kernel_options(64, 600, 70, calibrate=(pb.X, pb.Y, sw, pb.params),
+                              optimizer="sgd")
+    assert chosen == next(iter(S._PATH_CHOICES.values()))
