@@ -1085,14 +1085,20 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         return self._forward(_writeable(Xc), params, argmax, check_finite=False)
 
     def _forward(self, Xc, params, argmax, check_finite):
-        opts = self._kernel_options(Xc.shape[0], *params[0].shape)
-        kwargs = {"activation": self.activation, "output": self.out_activation_,
-                  "argmax": argmax, "check_finite": check_finite}
-        kwargs.update(use_blas=opts["use_blas"], parallel=opts["parallel"])
-        if not opts["parallel"]:  # small inputs run on one thread: no thread limit needed
-            return solvers.forward_proba(Xc, params, **kwargs)
+        # prediction is one pass: BLAS, and the parallel kernels above the work
+        # threshold of solvers.kernel_options (nothing to calibrate)
+        D, H = params[0].shape
+        parallel = Xc.shape[0] * D * H >= solvers.PARALLEL_MIN_WORK
+        if not parallel:  # small inputs run on one thread: no thread limit needed
+            return solvers.forward_proba(
+                Xc, params, activation=self.activation, output=self.out_activation_,
+                parallel=False, argmax=argmax, check_finite=check_finite,
+            )
         with self._thread_limit():
-            return solvers.forward_proba(Xc, params, **kwargs)
+            return solvers.forward_proba(
+                Xc, params, activation=self.activation, output=self.out_activation_,
+                argmax=argmax, check_finite=check_finite,
+            )
 
     def predict(self, X):
         """Predict class labels.
