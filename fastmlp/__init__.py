@@ -20,11 +20,18 @@ _LAZY = {
 }
 
 
+_SUBMODULES = {"backprop", "bench", "classifier", "datasets", "kernels", "model_io",
+               "reference", "solvers"}
+
+
 def __getattr__(name):
     module = _LAZY.get(name)
-    if module is None:
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    elif name in _SUBMODULES:  # ``fastmlp.solvers`` after a plain ``import fastmlp``
+        value = importlib.import_module(f".{name}", __name__)
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later look-ups skip this function
     return value
 

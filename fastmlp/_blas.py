@@ -14,9 +14,15 @@ Setting the count goes straight to the libraries' ``set_num_threads`` (about
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 _LIBRARIES: list | None = None
+# Fits in several Python threads share the process's BLAS: the first to enter
+# sets one thread and remembers the counts, the last to leave restores them.
+_LOCK = threading.Lock()
+_DEPTH = 0
+_SAVED: list = []
 
 
 def _blas_libraries() -> list:
@@ -32,21 +38,39 @@ def _blas_libraries() -> list:
     return _LIBRARIES
 
 
+def _restore() -> None:
+    for lib, n in _SAVED:
+        lib.set_num_threads(n)
+    _SAVED.clear()
+
+
 @contextlib.contextmanager
 def single_blas_thread(enabled: bool = True) -> Iterator[None]:
     """Run the block with one BLAS thread (and restore the counts after it).
 
-    With ``enabled=False`` the block runs unchanged.
+    With ``enabled=False`` the block runs unchanged. Nested and concurrent
+    blocks (fits in several threads) restore the counts when the last one ends.
     """
+    global _DEPTH
     if not enabled:
         yield
         return
     libraries = _blas_libraries()
-    previous = [lib.get_num_threads() for lib in libraries]
-    for lib in libraries:
-        lib.set_num_threads(1)
+    with _LOCK:
+        _DEPTH += 1
+        if _DEPTH == 1:
+            try:
+                for lib in libraries:
+                    _SAVED.append((lib, lib.get_num_threads()))
+                    lib.set_num_threads(1)
+            except BaseException:
+                _restore()
+                _DEPTH -= 1
+                raise
     try:
         yield
     finally:
-        for lib, n in zip(libraries, previous, strict=True):
-            lib.set_num_threads(n)
+        with _LOCK:
+            _DEPTH -= 1
+            if _DEPTH == 0:
+                _restore()

@@ -120,6 +120,15 @@ if _CPUDispatcher is not None:
         def __call__(self, *args, **kwargs):
             return self.entry(*args, **kwargs)
 
+        @classmethod
+        def _rebuild(cls, *args, **kwargs):
+            # unpickled in another process (e.g. a joblib worker): make the twin again
+            self = super()._rebuild(*args, **kwargs)
+            if not hasattr(self, "entry"):
+                parallel = bool(self.targetoptions.get("parallel", False))
+                self.entry = numba.njit(**JIT_OPTIONS, parallel=parallel)(self.py_func)
+            return self
+
 
 def _build(func: Callable, parallel: bool):
     options = dict(JIT_OPTIONS, parallel=parallel)

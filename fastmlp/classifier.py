@@ -590,7 +590,8 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        saved = dict(self.__dict__)
+        # lists (loss_curve_, ...) grow in place during a fit: keep copies of them
+        saved = {k: list(v) if type(v) is list else v for k, v in self.__dict__.items()}
         try:
             self._fit_unsafe(X, y, sample_weight, incremental, classes, first_pass)
         except BaseException:
@@ -1055,7 +1056,10 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         """Return the output units' probabilities (n_samples, n_outputs), checked minimally.
 
         With ``argmax``, return each row's index of the largest output instead
-        (``solvers.forward_proba(argmax=True)``: no probabilities computed).
+        (``solvers.forward_proba(argmax=True)``: no probabilities computed). That
+        is the index of the largest logit, which ``predict`` reports: where two
+        probabilities round to the same float, it can differ from the first
+        maximum of ``predict_proba``.
         """
         params = self._predict_params()
         W1 = params[0]
@@ -1085,19 +1089,15 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         return self._forward(_writeable(Xc), params, argmax, check_finite=False)
 
     def _forward(self, Xc, params, argmax, check_finite):
-        # prediction is one pass: BLAS, and the parallel kernels above the work
-        # threshold of solvers.kernel_options (nothing to calibrate)
-        D, H = params[0].shape
-        parallel = Xc.shape[0] * D * H >= solvers.PARALLEL_MIN_WORK
-        if not parallel:  # small inputs run on one thread: no thread limit needed
+        # prediction is one pass: BLAS, and the parallel kernels for large inputs
+        # (solvers.kernel_options without calibration, nothing to time)
+        parallel = solvers.kernel_options(Xc.shape[0], *params[0].shape)["parallel"]
+        # small inputs run on one thread: no thread limit needed
+        limit = self._thread_limit() if parallel else contextlib.nullcontext()
+        with limit:
             return solvers.forward_proba(
                 Xc, params, activation=self.activation, output=self.out_activation_,
-                parallel=False, argmax=argmax, check_finite=check_finite,
-            )
-        with self._thread_limit():
-            return solvers.forward_proba(
-                Xc, params, activation=self.activation, output=self.out_activation_,
-                argmax=argmax, check_finite=check_finite,
+                parallel=parallel, argmax=argmax, check_finite=check_finite,
             )
 
     def predict(self, X):

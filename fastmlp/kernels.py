@@ -16,13 +16,16 @@ API) runs one kernel per node::
     dH1 --bias_grad--> db1     X, dH1 --weight_grad--> dW1     dH1 --input_grad--> dX
 
 The compiled epoch (``fastmlp.solvers``) runs fused variants of the same nodes.
-Its matrix products come in two paths, chosen per shape by timing
-(``solvers.choose_kernel_options``): Numba loops (``matmul_nt``, a register-blocked
-``A Btᵀ`` with the minibatch gather fused in, on weights kept transposed for the
-epoch, with ``hidden_backward_t`` building ``dH1`` row by row), or BLAS reached
-through ``np.dot`` inside compiled code (``*_blas``). ``linear_forward``,
-``weight_grad``, ``input_grad`` and ``hidden_backward`` are the plain loop forms of
-the same products, one node each, kept for the inspection API and as the
+Its matrix products come in two paths, chosen per shape by timing when a batch has
+enough work (``solvers.kernel_options``; tiny batches take BLAS on one thread):
+Numba loops (``matmul_nt``, a register-blocked ``A Btᵀ`` with the minibatch gather
+fused in, on weights kept transposed for the epoch, with ``hidden_backward_bias_t``
+building ``dH1`` row by row and summing ``db1`` on the way), or BLAS reached through
+``np.dot`` inside compiled code (``*_blas``). The weight updates (``sgd_update``,
+``adam_update``) take the L2 term and return the new sum of squares, so an epoch
+makes no separate pass for either. ``linear_forward``, ``weight_grad``,
+``input_grad`` and ``hidden_backward`` are the plain loop forms of the same
+products, one node each, kept for the inspection API and as the
 readable version. Every kernel is tested against the NumPy reference.
 """
 
@@ -154,7 +157,9 @@ def _softmax_cross_entropy(Z, Y, sw, scale, P, dZ):
     Softmax followed by cross-entropy has this simple gradient because
     ``dCE/dz_c = -y_c + p_c sum_k y_k`` and each target row sums to one. The
     loss is ``sum_c y_c (lse(z) - z_c)`` with the log-sum-exp shifted by the row
-    maximum, so logits of +-1e3 give finite values. ``P`` may alias ``Z``.
+    maximum, so logits of +-1e3 give finite values. ``P`` may alias ``Z``;
+    ``dZ`` is used as scratch for the exponentials, so it must alias neither
+    ``Z`` nor ``Y``.
     """
     n, C = Z.shape
     total = 0.0
@@ -568,7 +573,9 @@ def hidden_backward_bias_t(dZ, W2t, H1, H2, activation, dH1, gb):
 
     Each row of ``dH1`` is added to the bias gradient while it is still in
     registers, so ``dH1`` is not read a second time. Serial: threads would race
-    on ``gb``; the parallel solver keeps the two kernels separate.
+    on ``gb``. The BLAS path with parallel kernels runs ``hidden_backward_t`` and
+    ``bias_grad`` instead; the loops path uses this one either way (for a
+    200-row batch a parallel region costs more than this kernel).
     """
     n, C = dZ.shape
     H = W2t.shape[1]
@@ -622,7 +629,7 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, reg=0.0
     g = grad.reshape(-1)
     v = velocity.reshape(-1)
     r = p.dtype.type(reg)
-    sq = p.dtype.type(0)
+    sq = 0.0  # float64: a float32 sum of 78,400 squares would lose digits
     for t in range(p.size):
         gt = g[t] + r * p[t]
         vt = momentum * v[t] - learning_rate * gt
@@ -651,7 +658,7 @@ def adam_update(param, grad, m, v, step_size, beta_1, beta_2, epsilon, reg=0.0):
     vv = v.reshape(-1)
     one = p.dtype.type(1)
     r = p.dtype.type(reg)
-    sq = p.dtype.type(0)
+    sq = 0.0  # float64: a float32 sum of 78,400 squares would lose digits
     for t in range(p.size):
         gt = g[t] + r * p[t]
         mt = beta_1 * mm[t] + (one - beta_1) * gt

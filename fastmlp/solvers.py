@@ -272,17 +272,12 @@ def _penalty(W1, W2, alpha, scale):
     """Scale * alpha / 2 * (|W1|^2 + |W2|^2), the L2 term of a batch's loss."""
     if alpha == 0:
         return 0.0
-    sq = 0.0
-    for v in W1.reshape(-1):
-        sq += v * v
-    for v in W2.reshape(-1):
-        sq += v * v
-    return 0.5 * alpha * scale * sq
+    return 0.5 * alpha * scale * (_sum_squares(W1) + _sum_squares(W2))
 
 
 @jit
 def _sum_squares(A):
-    sq = A.dtype.type(0)
+    sq = 0.0  # float64, as the update kernels' own sums
     for v in A.reshape(-1):
         sq += v * v
     return sq
@@ -386,7 +381,8 @@ def _epoch(
                 X, rows, Ym, swm, scale, W1t, b1, W2t, b2, alpha, activation, output,
                 parallel, ws, wt, True,
             )
-        loss += 0.5 * alpha * scale * sq  # scikit-learn's L2 penalty of this batch
+        if alpha != 0:  # scikit-learn's L2 penalty of this batch
+            loss += 0.5 * alpha * scale * sq
         reg = alpha * scale
         if use_blas:
             sq = _update(optimizer, W1, gW1, state[0], state[4], hyper, reg)
@@ -464,7 +460,8 @@ def run_epoch(
 
     ``use_blas``, ``parallel`` and ``single_thread`` (BLAS limited to the
     calling thread for the epoch) are the kernel options that
-    :func:`choose_kernel_options` picks; they change speed, not results.
+    :func:`choose_kernel_options` picks; they change speed and the rounding of
+    sums, not the arithmetic.
 
     Parameters
     ----------
@@ -531,9 +528,10 @@ def loss_and_grads(
 
 @jit
 def _all_finite(X):
-    for v in X.reshape(-1):
-        if not np.isfinite(v):
-            return False
+    for i in range(X.shape[0]):  # two loops: X may be strided
+        for j in range(X.shape[1]):
+            if not np.isfinite(X[i, j]):
+                return False
     return True
 
 
@@ -549,7 +547,7 @@ def _forward_proba(X, W1, b1, W2, b2, activation, output, use_blas, parallel, bl
     C = W2.shape[1]
     if check and not _all_finite(X):
         return np.empty((0, C), X.dtype), np.empty(0, np.int64)
-    B = min(block, n)
+    B = max(1, min(block, n))
     H1 = np.empty((B, W1.shape[1]), X.dtype)
     H2 = np.empty_like(H1)
     # labels need one block of logits, reused; probabilities need all of them

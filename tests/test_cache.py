@@ -69,3 +69,20 @@ def test_python_calls_run_the_cached_twin_and_compiled_calls_the_uncached_build(
         assert dispatcher.entry is not dispatcher
         assert dispatcher.entry._cache.__class__.__name__ != "NullCache"
         assert dispatcher._cache.__class__.__name__ == "NullCache"
+
+
+def test_a_pickled_kernel_runs_in_another_process(tmp_path):
+    # e.g. a kernel handed to a joblib worker: Numba rebuilds the dispatcher there,
+    # and the rebuilt one must get its cached twin too
+    import pickle
+
+    path = tmp_path / "kernel.pkl"
+    path.write_bytes(pickle.dumps(K.add_scaled))
+    code = f"""
+    import pickle
+    kernel = pickle.loads(open({str(path)!r}, "rb").read())
+    out = np.ones(3); kernel(out, 2.0, np.arange(3.0)); print(out.tolist())
+    """
+    done = _run(code, tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[1.0, 3.0, 5.0]"

@@ -687,8 +687,12 @@ def test_bad_input_to_fit(bad, message, digits_small):
 @pytest.mark.parametrize(
     "kwargs",
     [dict(solver="adam"), dict(solver="sgd"), dict(solver="lbfgs"),
-     dict(solver="adam", early_stopping=True), dict(solver="sgd", partial=True)],
-    ids=["adam", "sgd", "lbfgs", "early-stopping", "partial_fit"],
+     dict(solver="adam", early_stopping=True), dict(solver="sgd", partial=True),
+     # tanh turns +-inf into +-1: the first batches' losses stay finite and the
+     # epoch's curve grows before the NaN weights show; the rollback must undo it
+     dict(solver="sgd", activation="tanh", shuffle=False, partial=True),
+     dict(solver="adam", activation="logistic", shuffle=False)],
+    ids=["adam", "sgd", "lbfgs", "early-stopping", "partial_fit", "tanh", "logistic"],
 )
 def test_non_finite_X_is_refused_by_every_solver(kwargs, bad, digits_small):
     # the minibatch solvers check X for NaN/inf only when an epoch's loss is not
