@@ -531,6 +531,31 @@ def _transpose(A, rows, out):
 transpose_serial, transpose = serial_and_parallel(_transpose)
 
 
+@jit
+def _hidden_backward_row(dZ, W2t, H1, H2, activation, i, g):
+    """Row ``i`` of ``dH1 = (dZ W2ᵀ) * act'(H1)`` into ``g`` (H,), W2t = W2ᵀ (C, H)."""
+    C = dZ.shape[1]
+    H = W2t.shape[1]
+    one = dZ.dtype.type(1)
+    d = dZ[i, 0]
+    for j in range(H):
+        g[j] = d * W2t[0, j]
+    for c in range(1, C):
+        d = dZ[i, c]
+        for j in range(H):
+            g[j] += d * W2t[c, j]  # (H,) row of dH2
+    for j in range(H):
+        if activation == RELU:
+            if H1[i, j] <= 0:
+                g[j] = g[j] * 0
+        elif activation == TANH:
+            h = H2[i, j]
+            g[j] *= one - h * h
+        elif activation == LOGISTIC:
+            h = H2[i, j]
+            g[j] *= h * (one - h)
+
+
 def _hidden_backward_t(dZ, W2t, H1, H2, activation, dH1):
     """Fused ``dH1 = (dZ W2ᵀ) * act'(H1)`` reading ``W2t = W2ᵀ`` (C, H) by rows.
 
@@ -538,28 +563,8 @@ def _hidden_backward_t(dZ, W2t, H1, H2, activation, dH1):
     ``dH2`` is built as ``sum_c dZ[i, c] W2t[c, :]``, a few vectorised passes
     over a contiguous row, then masked. Parallel over the batch.
     """
-    n, C = dZ.shape
-    H = W2t.shape[1]
-    one = dZ.dtype.type(1)
-    for i in prange(n):
-        g = dH1[i]
-        d = dZ[i, 0]
-        for j in range(H):
-            g[j] = d * W2t[0, j]
-        for c in range(1, C):
-            d = dZ[i, c]
-            for j in range(H):
-                g[j] += d * W2t[c, j]  # (H,) row of dH2
-        for j in range(H):
-            if activation == RELU:
-                if H1[i, j] <= 0:
-                    g[j] = g[j] * 0
-            elif activation == TANH:
-                h = H2[i, j]
-                g[j] *= one - h * h
-            elif activation == LOGISTIC:
-                h = H2[i, j]
-                g[j] *= h * (one - h)
+    for i in prange(dZ.shape[0]):
+        _hidden_backward_row(dZ, W2t, H1, H2, activation, i, dH1[i])
 
 
 hidden_backward_t_serial, hidden_backward_t = serial_and_parallel(_hidden_backward_t)
@@ -571,36 +576,20 @@ def hidden_backward_bias_t(dZ, W2t, H1, H2, activation, dH1, gb):
 
     .. math:: \\partial L / \\partial b_1 = \\mathbf{1}^\\top \\partial L / \\partial H_1
 
-    Each row of ``dH1`` is added to the bias gradient while it is still in
-    registers, so ``dH1`` is not read a second time. Serial: threads would race
-    on ``gb``. The BLAS path with parallel kernels runs ``hidden_backward_t`` and
-    ``bias_grad`` instead; the loops path uses this one either way (for a
-    200-row batch a parallel region costs more than this kernel).
+    Each row of ``dH1`` is added to the bias gradient just after it is built,
+    while it is still in L1 cache, so ``dH1`` is not read a second time. Serial:
+    threads would race on ``gb``. The BLAS path with parallel kernels runs
+    ``hidden_backward_t`` and ``bias_grad`` instead; the loops path uses this
+    one either way (for a 200-row batch a parallel region costs more than this
+    kernel).
     """
-    n, C = dZ.shape
     H = W2t.shape[1]
-    one = dZ.dtype.type(1)
     for j in range(H):
         gb[j] = 0
-    for i in range(n):
+    for i in range(dZ.shape[0]):
         g = dH1[i]
-        d = dZ[i, 0]
+        _hidden_backward_row(dZ, W2t, H1, H2, activation, i, g)
         for j in range(H):
-            g[j] = d * W2t[0, j]
-        for c in range(1, C):
-            d = dZ[i, c]
-            for j in range(H):
-                g[j] += d * W2t[c, j]  # (H,) row of dH2
-        for j in range(H):
-            if activation == RELU:
-                if H1[i, j] <= 0:
-                    g[j] = g[j] * 0
-            elif activation == TANH:
-                h = H2[i, j]
-                g[j] *= one - h * h
-            elif activation == LOGISTIC:
-                h = H2[i, j]
-                g[j] *= h * (one - h)
             gb[j] += g[j]
 
 

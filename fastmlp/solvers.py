@@ -169,11 +169,8 @@ def _loss_and_grads(
         loss = K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
     else:
         loss = K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
-    reg = alpha * scale
-    if fold_l2:
-        reg = reg * 0
-    else:
-        loss += _penalty(W1, W2, alpha, scale)
+    reg, penalty = _l2_terms(W1, W2, alpha, scale, fold_l2)
+    loss += penalty
     # dZ -> db2, dW2 = H2ᵀ dZ + reg W2, dH1 = (dZ W2ᵀ) * act'(H1) fused
     if parallel:
         K.bias_grad(dZ, gb2)
@@ -242,11 +239,8 @@ def _loss_and_grads_t(
         loss = K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
     else:
         loss = K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
-    reg = alpha * scale
-    if fold_l2:
-        reg = reg * 0
-    else:
-        loss += _penalty(W1t, W2t, alpha, scale)
+    reg, penalty = _l2_terms(W1t, W2t, alpha, scale, fold_l2)
+    loss += penalty
     K.bias_grad_serial(dZ, gb2)
     K.transpose_serial(dZ, in_order, dZt)  # (C, m)
     K.transpose_serial(H2, in_order, H2t)  # (H, m)
@@ -265,6 +259,18 @@ def _loss_and_grads_t(
         K.add_scaled(gW2t, reg, W2t)
         K.add_scaled(gW1t, reg, W1t)
     return loss
+
+
+@jit
+def _l2_terms(W1, W2, alpha, scale, fold_l2):
+    """``(reg, penalty)`` of a batch: the gradient's ``reg W`` factor and the loss term.
+
+    Both are zero with ``fold_l2``, where the epoch applies them itself.
+    """
+    reg = alpha * scale
+    if fold_l2:
+        return reg * 0, 0.0
+    return reg, _penalty(W1, W2, alpha, scale)
 
 
 @jit

@@ -615,14 +615,18 @@ def _fitted(X, y, **kw):
 )
 def test_bad_parameters_raise_clear_errors(param, value, message, digits_small):
     X, y = digits_small
-    X_before, y_before = X.copy(), y.copy()
-    est = TwoLayerClassifier(**{param: value})
+    _assert_fit_refused(TwoLayerClassifier(**{param: value}), X, y, message)
+
+
+def _assert_fit_refused(est, X, y, message):
+    """fit raises ``message``, leaves ``est`` unfitted and ``X``, ``y`` unchanged."""
+    X_keep, y_keep = X.copy(), y.copy()
     with pytest.raises(ValueError, match=re.escape(message)):
         est.fit(X, y)
     with pytest.raises(NotFittedError):
         check_is_fitted(est)
-    assert_array_equal(X, X_before)
-    assert_array_equal(y, y_before)
+    assert_array_equal(X, X_keep)
+    assert_array_equal(y, y_keep)
 
 
 def _state(est):
@@ -667,14 +671,7 @@ def _assert_state_equal(a, b):
 def test_bad_input_to_fit(bad, message, digits_small):
     X, y = digits_small
     X_bad, y_bad = bad(X.copy(), y.copy())
-    X_keep, y_keep = X_bad.copy(), y_bad.copy()
-    est = TwoLayerClassifier(hidden_units=4, max_iter=2)
-    with pytest.raises(ValueError, match=re.escape(message)):
-        est.fit(X_bad, y_bad)
-    with pytest.raises(NotFittedError):
-        check_is_fitted(est)
-    assert_array_equal(X_bad, X_keep)
-    assert_array_equal(y_bad, y_keep)
+    _assert_fit_refused(TwoLayerClassifier(hidden_units=4, max_iter=2), X_bad, y_bad, message)
     # a fitted estimator keeps its previous state
     est = _fitted(X, y, warm_start=True)
     before = _state(est)
