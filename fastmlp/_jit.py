@@ -172,6 +172,32 @@ def serial_and_parallel(func: Callable):
     return jit(func, parallel=False), jit(twin, parallel=True)
 
 
+def specialize(funcs, *, suffix: str, **constants) -> types.SimpleNamespace:
+    """Compile copies of ``funcs`` in which the globals ``constants`` are fixed.
+
+    Numba reads a module-level global as a compile-time constant and prunes a
+    branch on one (``if PARALLEL:``) before typing it, so a copy compiles only
+    the code its constants select. The copies see one another under their
+    original names (a call from one reaches the copy of the same
+    specialisation) and everything else in the module as it stands when this is
+    called. Each copy is named ``<name><suffix>`` so its cache entries are its
+    own. Returns the compiled copies as attributes named after the originals.
+    """
+    namespace = dict(funcs[0].__globals__, **constants)
+    compiled = {}
+    for func in funcs:
+        twin = types.FunctionType(
+            func.__code__, namespace, func.__name__ + suffix, func.__defaults__,
+            func.__closure__,
+        )
+        twin.__qualname__ = func.__qualname__ + suffix
+        twin.__doc__ = func.__doc__
+        twin.__module__ = func.__module__
+        compiled[func.__name__] = jit(twin)
+    namespace.update(compiled)
+    return types.SimpleNamespace(**compiled)
+
+
 def max_threads() -> int:
     """Return the number of threads Numba was started with."""
     return numba.config.NUMBA_NUM_THREADS

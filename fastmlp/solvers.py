@@ -16,7 +16,7 @@ import numpy as np
 
 from . import kernels as K
 from ._blas import single_blas_thread
-from ._jit import jit
+from ._jit import jit, specialize
 
 SGD, ADAM = 0, 1
 SOFTMAX, LOGISTIC_OUTPUT = 0, 1
@@ -117,34 +117,44 @@ def shuffle(order, seed):
 
 
 # ------------------------------------------------------------ forward and backward
-@jit
-def _forward(X, W1, b1, W2, b2, activation, use_blas, parallel, H1, H2, Z):
+# The functions from here to _epoch (and _forward_proba) read two constants,
+# USE_BLAS (np.dot in compiled code, or the Numba loops) and PARALLEL (the
+# prange kernels, or the serial ones), instead of taking them as arguments. Each
+# of the four paths is compiled as its own copy with the constants fixed (see
+# _PATHS at the end of the module), so Numba prunes the other paths' branches
+# before typing them: a fit compiles only the kernels its path runs. (With the
+# flags as arguments, the first fit on a cold cache compiled every path: 32 s
+# on digits, most of it parallel kernels that a digits fit never calls; now 15 s.)
+# The values here only serve the plain Python functions.
+USE_BLAS = True
+PARALLEL = False
+
+
+def _forward(X, W1, b1, W2, b2, activation, H1, H2, Z):
     """Z = act(X W1 + b1) W2 + b2, keeping H1 and H2 for the backward pass."""
-    if use_blas:
+    if USE_BLAS:
         K.linear_forward_blas(X, W1, b1[:0], H1)  # bias added in the next pass
-        if parallel:
+        if PARALLEL:
             K.bias_activation_forward(H1, b1, activation, H1, H2)
         else:
             K.bias_activation_forward_serial(H1, b1, activation, H1, H2)
     else:
-        if parallel:
+        if PARALLEL:
             K.linear_forward(X, W1, b1, H1)
             K.activation_forward(H1, activation, H2)
         else:
             K.linear_forward_serial(X, W1, b1, H1)
             K.activation_forward_serial(H1, activation, H2)
-    if use_blas:
+    if USE_BLAS:
         K.linear_forward_blas(H2, W2, b2, Z)
-    elif parallel:
+    elif PARALLEL:
         K.linear_forward(H2, W2, b2, Z)
     else:
         K.linear_forward_serial(H2, W2, b2, Z)
 
 
-@jit
 def _loss_and_grads(
-    X, Y, sw, scale, W1, b1, W2, b2, alpha, activation, output, use_blas, parallel, ws, wt,
-    fold_l2,
+    X, Y, sw, scale, W1, b1, W2, b2, alpha, activation, output, ws, W2t, fold_l2,
 ):
     """Forward, loss and every parameter gradient of one batch into ``ws``.
 
@@ -161,7 +171,7 @@ def _loss_and_grads(
     Z = Za[:n]
     dZ = dZa[:n]
     dH1 = dH1a[:n]
-    _forward(X, W1, b1, W2, b2, activation, use_blas, parallel, H1, H2, Z)
+    _forward(X, W1, b1, W2, b2, activation, H1, H2, Z)
     # The loss kernels overwrite Z with P (P aliases Z): Z is not needed again.
     # Serial on purpose: O(n C) work, and a parallel sum would allocate its
     # per-thread reduction array on every batch.
@@ -172,36 +182,33 @@ def _loss_and_grads(
     reg, penalty = _l2_terms(W1, W2, alpha, scale, fold_l2)
     loss += penalty
     # dZ -> db2, dW2 = H2ᵀ dZ + reg W2, dH1 = (dZ W2ᵀ) * act'(H1) fused
-    if parallel:
+    if PARALLEL:
         K.bias_grad(dZ, gb2)
     else:
         K.bias_grad_serial(dZ, gb2)
-    if use_blas:
+    if USE_BLAS:
         K.weight_grad_blas(H2, dZ, W2, reg, gW2)
-    elif parallel:
+    elif PARALLEL:
         K.weight_grad(H2, dZ, W2, reg, gW2)
     else:
         K.weight_grad_serial(H2, dZ, W2, reg, gW2)
-    W2t = wt[1]
     K.transpose_serial(W2, ws[12][:0], W2t)  # (C, H): dH2 is then built row by row
-    if parallel:
+    if PARALLEL:
         K.hidden_backward_t(dZ, W2t, H1, H2, activation, dH1)
         K.bias_grad(dH1, gb1)
     else:
         K.hidden_backward_bias_t(dZ, W2t, H1, H2, activation, dH1, gb1)
-    if use_blas:
+    if USE_BLAS:
         K.weight_grad_blas(X, dH1, W1, reg, gW1)
-    elif parallel:
+    elif PARALLEL:
         K.weight_grad(X, dH1, W1, reg, gW1)
     else:
         K.weight_grad_serial(X, dH1, W1, reg, gW1)
     return loss
 
 
-@jit
 def _loss_and_grads_t(
-    X, rows, Y, sw, scale, W1t, b1, W2t, b2, alpha, activation, output, parallel, ws, wt,
-    fold_l2,
+    X, rows, Y, sw, scale, W1t, b1, W2t, b2, alpha, activation, output, ws, wt, fold_l2,
 ):
     """Run the loops path of one batch, weights and weight gradients transposed.
 
@@ -227,7 +234,7 @@ def _loss_and_grads_t(
     dH1t = dH1tf[: H * m].reshape(H, m)
     none = b1[:0]
     in_order = rows[:0]
-    if parallel:
+    if PARALLEL:
         K.matmul_nt(X, rows, W1t, b1, H1)  # H1 = X[rows] W1 + b1     (m, H)
         K.activation_forward(H1, activation, H2)  # (m, H)
         K.matmul_nt(H2, in_order, W2t, b2, Z)  # Z = H2 W2 + b2       (m, C)
@@ -246,12 +253,12 @@ def _loss_and_grads_t(
     K.transpose_serial(H2, in_order, H2t)  # (H, m)
     K.matmul_nt_serial(dZt, in_order, H2t, none, gW2t)  # dW2ᵀ = dZᵀ H2   (C, H)
     K.hidden_backward_bias_t(dZ, W2t, H1, H2, activation, dH1, gb1)  # dH1 (m, H), db1
-    if parallel:
+    if PARALLEL:
         K.transpose(X, rows, Xt)  # X[rows]ᵀ          (D, m)
     else:
         K.transpose_serial(X, rows, Xt)
     K.transpose_serial(dH1, in_order, dH1t)  # (H, m)
-    if parallel:
+    if PARALLEL:
         K.matmul_nt(dH1t, in_order, Xt, none, gW1t)  # dW1ᵀ = dH1ᵀ X   (H, D)
     else:
         K.matmul_nt_serial(dH1t, in_order, Xt, none, gW1t)
@@ -298,7 +305,6 @@ def _update(optimizer, p, g, s1, s2, hyper, reg):
     return K.adam_update(p, g, s1, s2, step_size, b1, b2, eps, reg)
 
 
-@jit
 def _epoch(
     X,
     Y,
@@ -321,8 +327,6 @@ def _epoch(
     alpha,
     activation,
     output,
-    use_blas,
-    parallel,
 ):
     W1, b1, W2, b2 = params
     Xb, Yb, swb, _, _, _, _, _, gW1, gb1, gW2, gb2, order = ws
@@ -332,7 +336,7 @@ def _epoch(
         order[i] = i
     if do_shuffle:
         shuffle(order, seed)
-    if not use_blas:
+    if not USE_BLAS:
         # weights and their optimizer state transposed for the whole epoch
         K.transpose_serial(W1, order[:0], W1t)
         K.transpose_serial(W2, order[:0], W2t)
@@ -346,7 +350,7 @@ def _epoch(
     # epoch and then carried from batch to batch at no extra pass.
     sq = 0.0
     if alpha != 0:
-        if use_blas:
+        if USE_BLAS:
             sq = _sum_squares(W1) + _sum_squares(W2)
         else:
             sq = _sum_squares(W1t) + _sum_squares(W2t)
@@ -371,7 +375,7 @@ def _epoch(
             # Adam's bias correction folded into the step size (scikit-learn's form)
             step_size = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
         hyper = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)
-        if use_blas:
+        if USE_BLAS:
             if do_shuffle:
                 for r in range(m):
                     Xb[r, :] = X[rows[r], :]
@@ -379,18 +383,17 @@ def _epoch(
             else:
                 Xm = X[start:stop]
             loss = _loss_and_grads(
-                Xm, Ym, swm, scale, W1, b1, W2, b2, alpha, activation, output, True,
-                parallel, ws, wt, True,
+                Xm, Ym, swm, scale, W1, b1, W2, b2, alpha, activation, output, ws, wt[1], True,
             )
         else:
             loss = _loss_and_grads_t(
-                X, rows, Ym, swm, scale, W1t, b1, W2t, b2, alpha, activation, output,
-                parallel, ws, wt, True,
+                X, rows, Ym, swm, scale, W1t, b1, W2t, b2, alpha, activation, output, ws, wt,
+                True,
             )
         if alpha != 0:  # scikit-learn's L2 penalty of this batch
             loss += 0.5 * alpha * scale * sq
         reg = alpha * scale
-        if use_blas:
+        if USE_BLAS:
             sq = _update(optimizer, W1, gW1, state[0], state[4], hyper, reg)
             sq += _update(optimizer, W2, gW2, state[2], state[6], hyper, reg)
         else:
@@ -399,7 +402,7 @@ def _epoch(
         _update(optimizer, b1, gb1, state[1], state[5], hyper, reg * 0)  # biases: no L2
         _update(optimizer, b2, gb2, state[3], state[7], hyper, reg * 0)
         total += loss * wsum
-    if not use_blas:
+    if not USE_BLAS:
         K.transpose_serial(W1t, order[:0], W1)
         K.transpose_serial(W2t, order[:0], W2)
         K.transpose_serial(s1W1t, order[:0], state[0])
@@ -501,10 +504,9 @@ def run_epoch(
         workspace.batch_size, np.uint64(seed), bool(shuffle), ADAM if optimizer == "adam" else SGD,
         dt(learning_rate), dt(momentum), bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon),
         int(step), dt(alpha), K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
-        bool(use_blas), bool(parallel),
     )
     with single_blas_thread(single_thread and use_blas):
-        total, new_step = _epoch(*args)
+        total, new_step = path(use_blas, parallel)._epoch(*args)
     weight = float(sample_weight.sum())
     return total / weight if weight > 0 else float("nan"), new_step
 
@@ -524,10 +526,10 @@ def loss_and_grads(
     wsum = float(sample_weight.sum())
     dt = X.dtype.type
     with single_blas_thread(single_thread and use_blas):
-        loss = _loss_and_grads(
+        loss = path(use_blas, parallel)._loss_and_grads(
             X, Y, sample_weight, dt(1.0 / wsum), W1, b1, W2, b2, dt(alpha),
-            K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], bool(use_blas),
-            bool(parallel), workspace.buffers, workspace.tbuffers, False,
+            K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], workspace.buffers,
+            workspace.tbuffers[1], False,
         )
     return loss, workspace.buffers[8:12]
 
@@ -541,9 +543,7 @@ def _all_finite(X):
     return True
 
 
-@jit
-def _forward_proba(X, W1, b1, W2, b2, activation, output, use_blas, parallel, block, argmax,
-                   check):
+def _forward_proba(X, W1, b1, W2, b2, activation, output, block, argmax, check):
     """Return ``(P, labels)``: probabilities, or with ``argmax`` each row's best index.
 
     The unused one of the two has no rows; with ``check`` and a non-finite entry
@@ -563,7 +563,7 @@ def _forward_proba(X, W1, b1, W2, b2, activation, output, use_blas, parallel, bl
         stop = min(start + B, n)
         m = stop - start
         Zm = out[:m] if argmax else out[start:stop]
-        _forward(X[start:stop], W1, b1, W2, b2, activation, use_blas, parallel, H1[:m], H2[:m], Zm)
+        _forward(X[start:stop], W1, b1, W2, b2, activation, H1[:m], H2[:m], Zm)
         if argmax:
             # softmax and sigmoid are increasing: the largest logit is the
             # largest probability, so labels need no exp
@@ -618,10 +618,9 @@ def forward_proba(
     """
     W1, b1, W2, b2 = params
     n = X.shape[0]
-    P, labels = _forward_proba(
+    P, labels = path(use_blas, parallel and n > 1)._forward_proba(
         X, W1, b1, W2, b2, K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
-        bool(use_blas), bool(parallel) and n > 1, max(1, block), bool(argmax),
-        bool(check_finite),
+        max(1, block), bool(argmax), bool(check_finite),
     )
     if check_finite and n and P.shape[0] == 0 and labels.shape[0] == 0:
         return None
@@ -704,3 +703,21 @@ def choose_kernel_options(X, Y, sample_weight, params, *, batch_size, parallel=T
     use_blas, par, single = min(candidates, key=best.__getitem__)
     _PATH_CHOICES[key] = {"use_blas": use_blas, "parallel": par, "single_thread": single}
     return dict(_PATH_CHOICES[key])
+
+
+# ------------------------------------------------------------ the compiled paths
+_PATHS = {
+    (use_blas, parallel): specialize(
+        (_forward, _loss_and_grads, _loss_and_grads_t, _epoch, _forward_proba),
+        suffix=("_blas" if use_blas else "_loops") + ("_parallel" if parallel else "_serial"),
+        USE_BLAS=use_blas,
+        PARALLEL=parallel,
+    )
+    for use_blas in (True, False)
+    for parallel in (True, False)
+}
+
+
+def path(use_blas, parallel):
+    """Return the compiled functions of one path (``_epoch``, ``_loss_and_grads``, ...)."""
+    return _PATHS[bool(use_blas), bool(parallel)]

@@ -49,8 +49,7 @@ def test_entry_compiled_after_its_callees_were_loaded_from_cache(tmp_path):
         """
         ws = S.Workspace(5, 3, 4, 2, 5, np.float64)
         Y = np.eye(2)[[0, 1, 0, 1, 1]]
-        S._loss_and_grads(X, Y, np.ones(5), 0.2, W1, b1, W2, b2, 0.0, 0, 0, True, False,
-                          ws.buffers, ws.tbuffers, False)
+        S.loss_and_grads(X, Y, np.ones(5), (W1, b1, W2, b2), ws, parallel=False)
         """,
         "print(S.forward_proba(X, (W1, b1, W2, b2), parallel=False).sum())",
         "print(S.forward_proba(X, (W1, b1, W2, b2), parallel=False).sum())",
@@ -65,7 +64,8 @@ def test_entry_compiled_after_its_callees_were_loaded_from_cache(tmp_path):
 
 def test_python_calls_run_the_cached_twin_and_compiled_calls_the_uncached_build():
     # the mechanism behind the test above (fastmlp._jit.EntryDispatcher)
-    for dispatcher in (K.matmul_nt, K.sgd_update, S._forward, S._epoch):
+    blas_serial = S.path(use_blas=True, parallel=False)
+    for dispatcher in (K.matmul_nt, K.sgd_update, blas_serial._forward, blas_serial._epoch):
         assert dispatcher.entry is not dispatcher
         assert dispatcher.entry._cache.__class__.__name__ != "NullCache"
         assert dispatcher._cache.__class__.__name__ == "NullCache"
