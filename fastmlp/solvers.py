@@ -536,11 +536,14 @@ def loss_and_grads(
 
 @jit
 def _all_finite(X):
+    # No early exit: the loop then vectorises (a call on one Fashion-MNIST row
+    # took 0.56 us against 1.07 us). (A sum of x - x would be quicker still, but
+    # the fastmath flags let LLVM fold it to 0, and then NaN passed.)
+    bad = False
     for i in range(X.shape[0]):  # two loops: X may be strided
         for j in range(X.shape[1]):
-            if not np.isfinite(X[i, j]):
-                return False
-    return True
+            bad |= not np.isfinite(X[i, j])
+    return not bad
 
 
 def _forward_proba(X, W1, b1, W2, b2, activation, output, block, argmax, check):

@@ -65,10 +65,13 @@ def test_entry_compiled_after_its_callees_were_loaded_from_cache(tmp_path):
 def test_python_calls_run_the_cached_twin_and_compiled_calls_the_uncached_build():
     # the mechanism behind the test above (fastmlp._jit.EntryDispatcher)
     blas_serial = S.path(use_blas=True, parallel=False)
-    for dispatcher in (K.matmul_nt, K.sgd_update, blas_serial._forward, blas_serial._epoch):
+    copies = blas_serial._epoch.py_func.__globals__  # one path's compiled copies
+    for dispatcher in (K.matmul_nt, K.sgd_update, copies["_forward"], copies["_epoch"]):
         assert dispatcher.entry is not dispatcher
         assert dispatcher.entry._cache.__class__.__name__ != "NullCache"
         assert dispatcher._cache.__class__.__name__ == "NullCache"
+    # a path hands Python the cached twins directly
+    assert blas_serial._epoch is copies["_epoch"].entry
 
 
 def test_a_pickled_kernel_runs_in_another_process(tmp_path):
