@@ -6,6 +6,7 @@ user's sessions share the package's cache.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,3 +90,34 @@ def test_a_pickled_kernel_runs_in_another_process(tmp_path):
     done = _run(code, tmp_path / "cache")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[1.0, 3.0, 5.0]"
+
+
+@pytest.mark.slow
+def test_a_path_compiles_only_its_own_kernels(tmp_path):
+    # solvers compiles each (use_blas, parallel) path as its own copy, with the
+    # path's flags as constants, so Numba prunes the other paths before typing
+    # them. A branch that also depends on a run-time value (``if PARALLEL or
+    # alpha < 0``, or a flag passed on as an argument) would silently defeat
+    # that and bring back compiling every path on a cold cache.
+    code = """
+    import json
+    from numba.core import event
+    Y = np.eye(2)[[0, 1, 0, 1, 1]]
+    ws = S.Workspace(5, 3, 4, 2, 2, np.float64)
+    params = (W1, b1, W2, b2)
+    with event.install_recorder("numba:compile") as rec:
+        S.run_epoch(X, Y, np.ones(5), params, S.init_optimizer_state(params, "adam"), ws,
+                    optimizer="adam", use_blas=True, parallel=False)
+    names = {ev.data["dispatcher"].py_func.__qualname__ for _, ev in rec.buffer}
+    print(json.dumps(sorted(names)))
+    """
+    done = _run(code, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert {"_epoch_blas_serial", "_loss_and_grads_blas_serial"} <= names
+    assert "linear_forward_blas" in names
+    other_paths = sorted(
+        n for n in names
+        if n.endswith("_parallel") or "matmul_nt" in n or "_loss_and_grads_t" in n
+    )
+    assert other_paths == [], f"the BLAS serial path also compiled {other_paths}"
