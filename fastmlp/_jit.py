@@ -1,8 +1,8 @@
 """The one place that sets Numba options for fastmlp.
 
-Every compiled function in the package is built by :func:`jit` or
-:func:`serial_and_parallel`; no other module passes ``fastmath=`` or calls
-``numba.njit`` with options of its own.
+Every compiled function in the package is built by :func:`jit`,
+:func:`serial_and_parallel` or :func:`specialize`; no other module passes
+``fastmath=`` or calls ``numba.njit`` with options of its own.
 """
 
 from __future__ import annotations
@@ -185,7 +185,13 @@ def specialize(funcs, *, suffix: str, **constants) -> types.SimpleNamespace:
     each copy's cached twin (``.entry``), reached without
     :class:`EntryDispatcher`'s extra Python frame.
     """
-    namespace = dict(funcs[0].__globals__, **constants)
+    module = funcs[0].__globals__
+    if any(func.__globals__ is not module for func in funcs):
+        raise ValueError("specialize needs functions of one module")
+    unknown = sorted(set(constants) - set(module))
+    if unknown:  # a misspelt constant would otherwise be a new, unread global
+        raise ValueError(f"{module['__name__']} has no global {unknown}")
+    namespace = dict(module, **constants)
     compiled = {}
     for func in funcs:
         twin = types.FunctionType(

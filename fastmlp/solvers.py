@@ -117,9 +117,9 @@ def shuffle(order, seed):
 
 
 # ------------------------------------------------------------ forward and backward
-# The functions from here to _epoch (and _forward_proba) read two constants,
-# USE_BLAS (np.dot in compiled code, or the Numba loops) and PARALLEL (the
-# prange kernels, or the serial ones), instead of taking them as arguments. Each
+# _forward, _loss_and_grads, _loss_and_grads_t, _epoch and _forward_proba read
+# two constants, USE_BLAS (np.dot in compiled code, or the Numba loops) and
+# PARALLEL (the prange kernels, or the serial ones), not arguments. Each
 # of the four paths is compiled as its own copy with the constants fixed (see
 # _PATHS at the end of the module), so Numba prunes the other paths' branches
 # before typing them: a fit compiles only the kernels its path runs. (With the

@@ -92,6 +92,40 @@ def test_a_pickled_kernel_runs_in_another_process(tmp_path):
     assert done.stdout.strip() == "[1.0, 3.0, 5.0]"
 
 
+def test_a_pickled_solver_path_keeps_its_constants(tmp_path):
+    # a path's copy is rebuilt in the other process with its own USE_BLAS and PARALLEL
+    import pickle
+
+    import numpy as np
+
+    path = tmp_path / "forward.pkl"
+    path.write_bytes(pickle.dumps(S.path(use_blas=False, parallel=False)._forward_proba))
+    X = np.random.default_rng(0).random((5, 3))
+    params = (X[:3, :4].copy(), np.zeros(4), X[:4, :2].copy(), np.zeros(2))
+    P = S.forward_proba(X, params, use_blas=False, parallel=False)
+    code = f"""
+    import json, pickle
+    forward = pickle.loads(open({str(path)!r}, "rb").read())
+    g = forward.py_func.__globals__
+    X = np.random.default_rng(0).random((5, 3))
+    W1, W2 = X[:3, :4].copy(), X[:4, :2].copy()
+    P, _ = forward(X, W1, np.zeros(4), W2, np.zeros(2), 0, 0, 1024, False, False)
+    print(g["USE_BLAS"], g["PARALLEL"], json.dumps(P.tolist()))
+    """
+    done = _run(code, tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-2000:]
+    use_blas, parallel, out = done.stdout.strip().split(" ", 2)
+    assert (use_blas, parallel) == ("False", "False")
+    np.testing.assert_allclose(np.array(json.loads(out)), P, rtol=1e-12)
+
+
+def test_specialize_refuses_unknown_constants():
+    from fastmlp._jit import specialize
+
+    with pytest.raises(ValueError, match="has no global"):
+        specialize((S._forward,), suffix="_x", PARALEL=True)
+
+
 @pytest.mark.slow
 def test_a_path_compiles_only_its_own_kernels(tmp_path):
     # solvers compiles each (use_blas, parallel) path as its own copy, with the
