@@ -632,12 +632,19 @@ class TorchEpoch(EpochRunner):
 
 
 # ----------------------------------------------------------------------- timing
-def time_epochs(runners: Sequence[EpochRunner], repeats=5, epochs=1, warmup=1):
+def time_epochs(runners: Sequence[EpochRunner], repeats=5, epochs=1, warmup=1, settle_s=0.25):
     """Seconds per epoch of each runner: ``repeats`` samples of ``epochs`` epochs each.
 
     The runners take turns (one sample each, round after round), so load from other
     processes falls on all of them alike. ``warmup`` untimed epochs come first (JIT
     compile or cache load, first ``partial_fit``).
+
+    Each sample starts ``settle_s`` seconds after the previous one ends. NumPy and
+    scipy (which Numba's ``np.dot`` calls) each load their own OpenBLAS, and
+    an OpenBLAS keeps its threads spinning for a while after a product: on these
+    2-core machines, a fastmlp epoch started right after the NumPy GEMM floor took
+    0.378 s, and 0.285 s after a 0.2 s pause (medians of 6). Without the pause,
+    a runner's time would depend on which runner came before it.
 
     Returns
     -------
@@ -655,6 +662,7 @@ def time_epochs(runners: Sequence[EpochRunner], repeats=5, epochs=1, warmup=1):
     samples: list[list[float]] = [[] for _ in runners]
     for _ in range(repeats):
         for r, out in zip(runners, samples, strict=True):
+            time.sleep(settle_s)
             with limit_threads(r.threads):
                 t0 = time.perf_counter()
                 for _ in range(epochs):
@@ -778,10 +786,15 @@ def predict_latency(problem: Problem, fast, sklearn_model, fast_label, repeats=5
         f_one = lambda: fast.predict_proba(row).argmax(axis=1)  # noqa: E731
         f_big = lambda: fast.predict_proba(big)  # noqa: E731
     out = {"fastmlp": fast_label, "rows": big.shape[0]}
+    settle = 0.25  # the other BLAS's threads stop spinning first (see time_epochs)
+    time.sleep(settle)
     out["fastmlp_one_row_s"] = time_each_call(f_one, 2000)
+    time.sleep(settle)
     out["fastmlp_proba_s"] = time_call(f_big, repeats)
     if sklearn_model is not None:
+        time.sleep(settle)
         out["sklearn_one_row_s"] = time_each_call(lambda: sklearn_model.predict(row), 300)
+        time.sleep(settle)
         out["sklearn_proba_s"] = time_call(lambda: sklearn_model.predict_proba(big), repeats)
     return out
 
@@ -1327,7 +1340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--startup",
         action="store_true",
-        help="also time fresh processes (warm and cold Numba cache; cold takes ~30 s+)",
+        help="also time fresh processes (warm and cold Numba cache; cold takes ~20 s)",
     )
     p.add_argument("--png", metavar="PATH", help="save a bar chart (needs matplotlib)")
     p.add_argument("--json", metavar="PATH", help="save the raw numbers")

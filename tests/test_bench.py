@@ -87,7 +87,8 @@ def test_time_epochs_returns_one_sample_per_repeat(small64):
         def __call__(self):
             calls.append(1)
 
-    samples = bench.time_epochs([Counter(), Counter()], repeats=3, epochs=2, warmup=1)
+    samples = bench.time_epochs([Counter(), Counter()], repeats=3, epochs=2, warmup=1,
+                                settle_s=0)
     assert [len(s) for s in samples] == [3, 3]
     assert len(calls) == 2 * (1 + 3 * 2)
     assert all(t >= 0 for s in samples for t in s)
