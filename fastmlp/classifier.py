@@ -608,24 +608,49 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         # front costs ~10% of a Fashion-MNIST partial_fit epoch. L-BFGS and the
         # early-stopping split (whose validation rows no loss sees) check up front.
         deferred_check = self.solver != "lbfgs" and not self.early_stopping
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=first_pass,
-            accept_sparse=_SPARSE_FORMATS,
-            dtype=dt,
-            order="C",
-            multi_output=True,
-            y_numeric=False,
-            ensure_all_finite=not deferred_check,
-        )
+        if first_pass or not deferred_check or not self._is_plain_batch(X, y, dt):
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                reset=first_pass,
+                accept_sparse=_SPARSE_FORMATS,
+                dtype=dt,
+                order="C",
+                multi_output=True,
+                y_numeric=False,
+                ensure_all_finite=not deferred_check,
+            )
         try:
             self._fit_validated(X, y, sample_weight, incremental, classes, first_pass, dt)
         except ValueError:
             if deferred_check:  # the input's own error comes first
                 assert_all_finite(X, estimator_name=type(self).__name__, input_name="X")
             raise
+
+    def _is_plain_batch(self, X, y, dt):
+        """Whether a later ``partial_fit`` batch already is what ``validate_data`` makes of it.
+
+        That is a C-ordered ndarray in the working dtype, of the fitted width, with
+        at least one row and no feature names, and 1-D integer or string labels
+        of the same length: validation would neither convert nor refuse it (its
+        NaN/inf check is deferred to the epoch's loss, as for any minibatch fit).
+        Skipping it saves about 0.3 ms per call, a quarter of a digits epoch.
+        """
+        d = self.__dict__
+        return (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and X.dtype == dt
+            and X.flags.c_contiguous
+            and X.shape[0] > 0
+            and X.shape[1] == d.get("n_features_in_")
+            and "feature_names_in_" not in d
+            and type(y) is np.ndarray
+            and y.ndim == 1
+            and y.shape[0] == X.shape[0]
+            and y.dtype.kind in "iuU"
+        )
 
     def _fit_validated(self, X, y, sample_weight, incremental, classes, first_pass, dt):
         if sp.issparse(X):

@@ -761,6 +761,40 @@ def test_partial_fit_errors_leave_state_unchanged(digits_small):
     assert "lbfgs is not stochastic" in str(info.value.__cause__)
 
 
+
+def test_partial_fit_plain_batches_skip_validation_but_not_its_checks(digits_small):
+    # a later partial_fit batch that validate_data would leave as it is (float32 C
+    # ndarray of the fitted width, 1-D int labels) skips it; the result is the same
+    # as for input that goes through it, and bad batches are still refused
+    X, y = digits_small
+    X32 = X.astype(np.float32)
+    fast = TwoLayerClassifier(hidden_units=8, random_state=0)
+    slow = TwoLayerClassifier(hidden_units=8, random_state=0)
+    classes = np.arange(10)
+    fast.partial_fit(X32, y, classes=classes)
+    slow.partial_fit(X32, y, classes=classes)
+    assert fast._is_plain_batch(X32, y, np.dtype(np.float32))
+    for _ in range(2):
+        fast.partial_fit(X32, y)
+        slow.partial_fit(X32.tolist(), y.tolist())  # lists: validated and converted
+    _assert_same_weights(fast, slow, rtol=0, atol=0)
+    before = _state(fast)
+    for bad_X, message in [
+        (np.where(np.arange(X32.size).reshape(X32.shape) == 9, np.nan, X32).astype(np.float32),
+         "Input X contains NaN"),
+        (np.full_like(X32, np.inf), "Input X contains infinity"),
+        (X32[:, :5].copy(), "X has 5 features"),
+        (X32[:0], "0 sample(s)"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            fast.partial_fit(bad_X, y[: bad_X.shape[0]])
+        _assert_state_equal(_state(fast), before)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        fast.partial_fit(X32, y[:-1])
+    with pytest.raises(ValueError, match=re.escape("`y` has classes not in `self.classes_`")):
+        fast.partial_fit(X32, y + 10)
+    _assert_state_equal(_state(fast), before)
+
 def test_warm_start_errors(digits_small):
     X, y = digits_small
     est = _fitted(X, y, warm_start=True)
