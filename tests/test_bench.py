@@ -228,3 +228,23 @@ def test_startup_process_plumbing(tmp_path):
     assert out["process_s"] > out["import_s"] >= 0
     with pytest.raises(RuntimeError, match="start-up process failed"):
         bench._startup_once("raise SystemExit(3)", None)
+
+
+def test_report_says_why_each_missed_target_is_missed():
+    # every target the report can miss has its reason and what was tried, and
+    # only missed targets print one
+    rep = bench.Report(command=["test"])
+    goals = [
+        "fashion f32: epoch <= 1.25x GEMM floor", "fashion f32: >= 1.6x faster than plain NumPy",
+        "digits f32: >= 8x faster than MLPClassifier", "Adam epoch <= 1.1x SGD epoch",
+        "2 threads: epoch <= 0.6x one-thread epoch",
+        "Numba-loop matmuls >= 60% of BLAS throughput", "predict one row <= 10 us median",
+        "predict_proba 10k rows >= 2x faster than MLPClassifier",
+        "start-up, warm cache: import + first fit on digits <= 2 s",
+    ]
+    rep.targets = [bench.Target(g, "1.0", "MISS") for g in goals]
+    rep.targets.append(bench.Target("Adam epoch <= 1.1x SGD epoch (again)", "1.0", "pass"))
+    lines = bench.format_report(rep).split("what was tried:")[1].strip().splitlines()
+    assert len(lines) == len(goals)
+    for line, goal in zip(lines, goals, strict=True):
+        assert line.startswith(f"- {goal}: ") and len(line) > len(goal) + 40
