@@ -295,6 +295,7 @@ def _numpy_seconds_per_epoch(X, y, model, args, epochs: int) -> tuple[float, str
     times = []
     for _ in range(epochs):
         order = rng.permutation(X.shape[0])
+        time.sleep(0.25)  # fastmlp's BLAS threads stop spinning first (bench.time_epochs)
         start = time.perf_counter()
         loss = epoch(X, Y, params, velocities, order, args.batch_size, dt.type(args.lr),
                      dt.type(args.momentum), True, dt.type(args.alpha))

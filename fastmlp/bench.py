@@ -632,7 +632,14 @@ class TorchEpoch(EpochRunner):
 
 
 # ----------------------------------------------------------------------- timing
-def time_epochs(runners: Sequence[EpochRunner], repeats=5, epochs=1, warmup=1, settle_s=0.25):
+# Seconds to wait before a timing, for BLAS threads left spinning by the previous one
+# to stop (see time_epochs).
+SETTLE_S = 0.25
+
+
+def time_epochs(
+    runners: Sequence[EpochRunner], repeats=5, epochs=1, warmup=1, settle_s=SETTLE_S
+):
     """Seconds per epoch of each runner: ``repeats`` samples of ``epochs`` epochs each.
 
     The runners take turns (one sample each, round after round), so load from other
@@ -763,7 +770,9 @@ def matmul_comparison(problem: Problem, repeats=5) -> list[dict]:
     ]
     result = []
     for name, loops, blas in cases:
+        time.sleep(SETTLE_S)  # BLAS threads left spinning would slow the parallel loops
         t_loops = time_call(loops, repeats)
+        time.sleep(SETTLE_S)
         t_blas = time_call(blas, repeats)
         result.append(
             {"product": name, "loops_s": t_loops, "blas_s": t_blas, "ratio": t_blas / t_loops}
@@ -786,15 +795,15 @@ def predict_latency(problem: Problem, fast, sklearn_model, fast_label, repeats=5
         f_one = lambda: fast.predict_proba(row).argmax(axis=1)  # noqa: E731
         f_big = lambda: fast.predict_proba(big)  # noqa: E731
     out = {"fastmlp": fast_label, "rows": big.shape[0]}
-    settle = 0.25  # the other BLAS's threads stop spinning first (see time_epochs)
-    time.sleep(settle)
+    # each timing starts once the other BLAS's threads stop spinning (see time_epochs)
+    time.sleep(SETTLE_S)
     out["fastmlp_one_row_s"] = time_each_call(f_one, 2000)
-    time.sleep(settle)
+    time.sleep(SETTLE_S)
     out["fastmlp_proba_s"] = time_call(f_big, repeats)
     if sklearn_model is not None:
-        time.sleep(settle)
+        time.sleep(SETTLE_S)
         out["sklearn_one_row_s"] = time_each_call(lambda: sklearn_model.predict(row), 300)
-        time.sleep(settle)
+        time.sleep(SETTLE_S)
         out["sklearn_proba_s"] = time_call(lambda: sklearn_model.predict_proba(big), repeats)
     return out
 
@@ -1263,32 +1272,37 @@ def format_report(rep: Report) -> str:
 MISSED_TARGETS = {
     "fashion f32: epoch": (
         "besides its five GEMMs the epoch gathers each shuffled batch (reading X in random "
-        "order, about 35 ms per epoch; the floor's batches are contiguous) and runs about "
-        "20 ms of elementwise passes with both cores busy in BLAS. Tried: bias, ReLU mask, "
-        "bias gradient and L2 fused into neighbouring passes; the updates returning the next "
-        "penalty; software prefetch of the gather (29 ms against 34 ms alone, not kept); "
-        "splitting each batch over the two cores with one-thread BLAS per half (within "
-        "noise of two-thread BLAS, not kept)."
+        "order: about 35 ms per epoch alone, against 26 ms in order) and runs about 20 ms of "
+        "elementwise passes; the rest of the gap is not attributed (the floor runs NumPy's "
+        "OpenBLAS on contiguous batches, the epoch scipy's on gathered ones). Kept: bias, "
+        "ReLU mask, bias gradient and L2 fused into neighbouring passes, the updates "
+        "returning the next penalty, one-thread kernels where a parallel region costs more. "
+        "Measured but not built in: software prefetch of the gather (29 ms against 34 ms, in "
+        "isolation). Tried and not kept: splitting each batch over the two cores with "
+        "one-thread BLAS per half (within noise of two-thread BLAS)."
     ),
     "fashion f32: >=": (
         "bounded by the epoch's distance from the GEMM floor (above): MLPClassifier and "
         "NumPy run the same float32 GEMMs through OpenBLAS."
     ),
     "digits f32:": (
-        "a digits epoch is about 7 batches of 200 x 64 x 100; the compiled epoch is close "
-        "to its floor, and MLPClassifier's own epoch is 5-8 ms, so 8x needs well under "
-        "1 ms including partial_fit's checks. Tried: one thread for tiny problems, labels "
-        "and input that need no validation skipping it on later partial_fit calls."
+        "a digits epoch is 7 batches of 200 x 64 x 100; the compiled epoch is 1.5-1.8x its "
+        "floor and MLPClassifier's partial_fit epoch 5-8 ms, so 8x needs the estimator's "
+        "whole call under 1 ms. Kept: the calling thread only for tiny batches, and later "
+        "partial_fit batches that need no conversion skipping validate_data (1.73 ms to "
+        "1.30 ms per call against a 0.95 ms epoch, in-process). Left: scikit-learn's "
+        "parameter validation and check_random_state (about 0.12 ms) on every call."
     ),
     "Adam epoch": (
-        "Adam's update adds a square root and a division per weight (about 40 us per batch "
-        "for W1); the ratio has measured 1.00-1.29 across runs on this noisy machine."
+        "Adam's update reads and writes two moment arrays and takes a square root and a "
+        "division per weight; the ratio measured 1.06-1.29 across the runs of 2026-11-26 "
+        "on this noisy machine (1.00 in an earlier session)."
     ),
     "2 threads": (
-        "the GEMMs at batch 200 gain about 1.5x from a second OpenBLAS thread, and a "
-        "Numba parallel region costs about 25 us to launch (measured), more than the "
-        "elementwise kernels it would split; a batch split over the cores was tried and "
-        "not kept (above)."
+        "the GEMMs at batch 200 gain about 1.5x from a second OpenBLAS thread, and a Numba "
+        "parallel region costs about 25 us to launch, so on Fashion-MNIST the kernel-path "
+        "calibration picks two-thread BLAS with serial elementwise kernels; splitting each "
+        "batch over the cores was tried and not kept (above)."
     ),
     "Numba-loop matmuls": (
         "LLVM emits 256-bit FMAs on this CPU; OpenBLAS uses AVX-512 with packed panels. "
@@ -1296,15 +1310,15 @@ MISSED_TARGETS = {
         "slower (0.51 ms against 0.30 ms)."
     ),
     "predict one row": (
-        "the 1 x 784 x 100 product reads W1 (314 KB) and costs about 4.5 us wherever it "
-        "runs (NumPy, Numba, gemv or gemm); Numba's dispatch and the estimator's checks "
-        "add 3-5 us. Tried: labels from the largest logit in the same compiled call, a "
-        "vectorised finiteness check, fewer Python layers. The figure moves between about "
-        "11 and 18 us from run to run here."
+        "the 1 x 784 x 100 product reads W1 (314 KB) and takes 4.2-6 us in compiled code "
+        "(gemv and gemm alike); the compiled call is 7-8 us in all and the estimator's "
+        "Python layers add 3-4 us, in a quiet micro-benchmark (11-12 us). Kept: labels "
+        "from the largest logit in the same compiled call, a vectorised finiteness check, "
+        "fewer Python layers. The report's figure moves between about 11 and 18 us."
     ),
     "predict_proba": (
-        "both sides are one 10000 x 784 x 100 float32 GEMM in OpenBLAS; 2x would mean "
-        "beating BLAS at its own product."
+        "both sides are dominated by the same float32 10000 x 784 x 100 product in "
+        "OpenBLAS (fastmlp runs it in blocks of 1024 rows); 2x would mean beating BLAS."
     ),
     "start-up": (
         "importing scikit-learn (sklearn.base pulls in scipy.stats) takes about 1 s of it."

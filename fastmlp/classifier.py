@@ -629,9 +629,10 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
             raise
 
     def _is_plain_batch(self, X, y, dt):
-        """Whether a later ``partial_fit`` batch already is what ``validate_data`` makes of it.
+        """Whether a batch already is what ``validate_data`` makes of it.
 
-        That is a C-ordered ndarray in the working dtype, of the fitted width, with
+        Asked on later ``partial_fit`` calls and ``warm_start`` fits, never on a
+        first pass. True for a C-ordered ndarray in the working dtype, of the fitted width, with
         at least one row and no feature names, and 1-D integer or string labels
         of the same length: validation would neither convert nor refuse it (its
         NaN/inf check is deferred to the epoch's loss, as for any minibatch fit).

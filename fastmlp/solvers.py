@@ -693,8 +693,10 @@ def choose_kernel_options(X, Y, sample_weight, params, *, batch_size, parallel=T
     ws = Workspace(m, D, H, C, B, X.dtype)
     optimizer = epoch_kwargs.get("optimizer", "sgd")
     best = {}
-    for _ in range(3):
-        for option in candidates:
+    for round_ in range(3):
+        # every other round in reverse: each candidate is then also timed after
+        # itself, not only after one whose BLAS threads may still be spinning
+        for option in candidates if round_ % 2 == 0 else candidates[::-1]:
             use_blas, par, single = option
             p = tuple(a.copy() for a in params)
             state = init_optimizer_state(p, optimizer)

@@ -762,10 +762,20 @@ def test_partial_fit_errors_leave_state_unchanged(digits_small):
 
 
 
-def test_partial_fit_plain_batches_skip_validation_but_not_its_checks(digits_small):
-    # a later partial_fit batch that validate_data would leave as it is (float32 C
-    # ndarray of the fitted width, 1-D int labels) skips it; the result is the same
-    # as for input that goes through it, and bad batches are still refused
+def test_partial_fit_plain_batches_skip_validation_but_not_its_checks(digits_small, monkeypatch):
+    # a later batch that validate_data would leave as it is (float32 C ndarray of the
+    # fitted width, 1-D int labels) skips it; the result is the same as for input
+    # that goes through it, and bad batches are still refused
+    import fastmlp.classifier as fc
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return validate_data(*args, **kwargs)
+
+    validate_data = fc.validate_data
+    monkeypatch.setattr(fc, "validate_data", counted)
     X, y = digits_small
     X32 = X.astype(np.float32)
     fast = TwoLayerClassifier(hidden_units=8, random_state=0)
@@ -773,27 +783,40 @@ def test_partial_fit_plain_batches_skip_validation_but_not_its_checks(digits_sma
     classes = np.arange(10)
     fast.partial_fit(X32, y, classes=classes)
     slow.partial_fit(X32, y, classes=classes)
-    assert fast._is_plain_batch(X32, y, np.dtype(np.float32))
     for _ in range(2):
+        del calls[:]
         fast.partial_fit(X32, y)
+        assert calls == []  # skipped
         slow.partial_fit(X32.tolist(), y.tolist())  # lists: validated and converted
+        assert calls == [1]
     _assert_same_weights(fast, slow, rtol=0, atol=0)
     before = _state(fast)
-    for bad_X, message in [
-        (np.where(np.arange(X32.size).reshape(X32.shape) == 9, np.nan, X32).astype(np.float32),
-         "Input X contains NaN"),
-        (np.full_like(X32, np.inf), "Input X contains infinity"),
-        (X32[:, :5].copy(), "X has 5 features"),
-        (X32[:0], "0 sample(s)"),
+    nan_X = X32.copy()
+    nan_X[3, 9] = np.nan
+    for bad_X, bad_y, message, validated in [
+        (nan_X, y, "Input X contains NaN", False),  # found by the epoch's loss
+        (np.full_like(X32, np.inf), y, "Input X contains infinity", False),
+        (X32, y + 10, "`y` has classes not in `self.classes_`", False),
+        (X32[:, :5].copy(), y, "X has 5 features", True),
+        (X32[:0], y[:0], "0 sample(s)", True),
+        (X32, y[:-1], "inconsistent numbers of samples", True),
     ]:
+        del calls[:]
         with pytest.raises(ValueError, match=re.escape(message)):
-            fast.partial_fit(bad_X, y[: bad_X.shape[0]])
+            fast.partial_fit(bad_X, bad_y)
+        assert (calls == [1]) is validated, message
         _assert_state_equal(_state(fast), before)
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        fast.partial_fit(X32, y[:-1])
-    with pytest.raises(ValueError, match=re.escape("`y` has classes not in `self.classes_`")):
-        fast.partial_fit(X32, y + 10)
-    _assert_state_equal(_state(fast), before)
+    # a warm-start fit of plain input skips it too, and matches the validated one
+    warm_fast = clone(fast).set_params(warm_start=True, max_iter=2)
+    warm_slow = clone(fast).set_params(warm_start=True, max_iter=2)
+    _fit_quiet(warm_fast, X32, y)
+    _fit_quiet(warm_slow, X32, y)
+    del calls[:]
+    _fit_quiet(warm_fast, X32, y)
+    assert calls == []
+    _fit_quiet(warm_slow, X32.tolist(), y.tolist())
+    assert calls == [1]
+    _assert_same_weights(warm_fast, warm_slow, rtol=0, atol=0)
 
 def test_warm_start_errors(digits_small):
     X, y = digits_small
