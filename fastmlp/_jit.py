@@ -152,6 +152,21 @@ def jit(func: Callable | None = None, *, parallel: bool = False):
     return _build(func, parallel)
 
 
+def _renamed_copy(func: Callable, suffix: str, namespace: dict) -> Callable:
+    """``func`` as a new function named ``<name><suffix>``, reading globals from ``namespace``.
+
+    Numba names a cache entry after the function's qualified name, so each copy
+    caches apart from the original and from other copies.
+    """
+    copy = types.FunctionType(
+        func.__code__, namespace, func.__name__ + suffix, func.__defaults__, func.__closure__
+    )
+    copy.__qualname__ = func.__qualname__ + suffix
+    copy.__doc__ = func.__doc__
+    copy.__module__ = func.__module__
+    return copy
+
+
 def serial_and_parallel(func: Callable):
     """Compile one loop twice: serially and with ``prange`` running in threads.
 
@@ -162,13 +177,7 @@ def serial_and_parallel(func: Callable):
     options, so the parallel build is made from a renamed copy of ``func``
     (``<name>_parallel``): otherwise each twin could load the other's machine code.
     """
-    twin = types.FunctionType(
-        func.__code__, func.__globals__, func.__name__ + "_parallel", func.__defaults__,
-        func.__closure__,
-    )
-    twin.__qualname__ = func.__qualname__ + "_parallel"
-    twin.__doc__ = func.__doc__
-    twin.__module__ = func.__module__
+    twin = _renamed_copy(func, "_parallel", func.__globals__)
     return jit(func, parallel=False), jit(twin, parallel=True)
 
 
@@ -194,14 +203,7 @@ def specialize(funcs, *, suffix: str, **constants) -> types.SimpleNamespace:
     namespace = dict(module, **constants)
     compiled = {}
     for func in funcs:
-        twin = types.FunctionType(
-            func.__code__, namespace, func.__name__ + suffix, func.__defaults__,
-            func.__closure__,
-        )
-        twin.__qualname__ = func.__qualname__ + suffix
-        twin.__doc__ = func.__doc__
-        twin.__module__ = func.__module__
-        compiled[func.__name__] = jit(twin)
+        compiled[func.__name__] = jit(_renamed_copy(func, suffix, namespace))
     namespace.update(compiled)
     return types.SimpleNamespace(**{k: getattr(f, "entry", f) for k, f in compiled.items()})
 
