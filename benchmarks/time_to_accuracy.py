@@ -222,14 +222,19 @@ def train_to_target(name, model, X, y, X_test, y_test, classes, target, max_epoc
         if acc >= target:
             reached = True
             break
+    return _summary(records, reached, total)
+
+
+def _summary(records, reached, train_s):
+    """The result of a training run (see :func:`train_to_target`) from its epoch records."""
     return {
         "epochs": records,
         "reached": reached,
         "epochs_to_target": len(records) if reached else None,
-        "seconds_to_target": total if reached else None,
-        "train_s_total": total,
-        "s_per_epoch": total / len(records),
-        "final_test_accuracy": records[-1]["test_accuracy"],
+        "seconds_to_target": train_s if reached else None,
+        "train_s_total": train_s,
+        "s_per_epoch": train_s / max(len(records), 1),
+        "final_test_accuracy": records[-1]["test_accuracy"] if records else None,
     }
 
 
@@ -269,17 +274,8 @@ def fit_with_callback(X, y, X_test, y_test, target, max_epochs, seed, int_random
         wall = time.perf_counter() - state["start"]
     train = wall - state["callback_s"]
     reached = bool(records) and records[-1]["test_accuracy"] >= target
-    return {
-        "epochs": records,
-        "reached": reached,
-        "epochs_to_target": len(records) if reached else None,
-        "seconds_to_target": train if reached else None,
-        "train_s_total": train,
-        "s_per_epoch": train / max(len(records), 1),
-        "final_test_accuracy": records[-1]["test_accuracy"] if records else None,
-        "fit_wall_s": wall,
-        "callback_s": state["callback_s"],
-    }
+    return {**_summary(records, reached, train), "fit_wall_s": wall,
+            "callback_s": state["callback_s"]}
 
 
 def environment():

@@ -678,8 +678,12 @@ def time_epochs(
     return samples
 
 
-def time_call(fn: Callable[[], object], repeats=5, min_time=0.02) -> float:
-    """Median seconds per call of ``fn``, each sample looping long enough for the clock."""
+def time_call(fn: Callable[[], object], repeats=5, min_time=0.02, settle_s=SETTLE_S) -> float:
+    """Median seconds per call of ``fn``, each sample looping long enough for the clock.
+
+    Starts ``settle_s`` seconds after being called (see :func:`time_epochs`).
+    """
+    time.sleep(settle_s)
     fn()
     loops = 1
     while True:
@@ -699,8 +703,12 @@ def time_call(fn: Callable[[], object], repeats=5, min_time=0.02) -> float:
     return statistics.median(out)
 
 
-def time_each_call(fn: Callable[[], object], calls: int) -> float:
-    """Median of ``calls`` individually timed calls (latency of one call)."""
+def time_each_call(fn: Callable[[], object], calls: int, settle_s=SETTLE_S) -> float:
+    """Median of ``calls`` individually timed calls (latency of one call).
+
+    Starts ``settle_s`` seconds after being called (see :func:`time_epochs`).
+    """
+    time.sleep(settle_s)
     fn()
     out = []
     for _ in range(calls):
@@ -770,9 +778,7 @@ def matmul_comparison(problem: Problem, repeats=5) -> list[dict]:
     ]
     result = []
     for name, loops, blas in cases:
-        time.sleep(SETTLE_S)  # BLAS threads left spinning would slow the parallel loops
         t_loops = time_call(loops, repeats)
-        time.sleep(SETTLE_S)
         t_blas = time_call(blas, repeats)
         result.append(
             {"product": name, "loops_s": t_loops, "blas_s": t_blas, "ratio": t_blas / t_loops}
@@ -795,15 +801,10 @@ def predict_latency(problem: Problem, fast, sklearn_model, fast_label, repeats=5
         f_one = lambda: fast.predict_proba(row).argmax(axis=1)  # noqa: E731
         f_big = lambda: fast.predict_proba(big)  # noqa: E731
     out = {"fastmlp": fast_label, "rows": big.shape[0]}
-    # each timing starts once the other BLAS's threads stop spinning (see time_epochs)
-    time.sleep(SETTLE_S)
     out["fastmlp_one_row_s"] = time_each_call(f_one, 2000)
-    time.sleep(SETTLE_S)
     out["fastmlp_proba_s"] = time_call(f_big, repeats)
     if sklearn_model is not None:
-        time.sleep(SETTLE_S)
         out["sklearn_one_row_s"] = time_each_call(lambda: sklearn_model.predict(row), 300)
-        time.sleep(SETTLE_S)
         out["sklearn_proba_s"] = time_call(lambda: sklearn_model.predict_proba(big), repeats)
     return out
 
