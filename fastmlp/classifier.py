@@ -481,7 +481,20 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
             cw = compute_class_weight(
                 self.class_weight, classes=self.classes_, y=self.classes_[idx]
             )
-            sw *= cw[idx]
+            bad = ~(np.isfinite(cw) & (cw >= 0))  # a None value comes back as NaN
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"class_weight must be finite and non-negative, got {cw[i]} for class "
+                    f"{self.classes_.tolist()[i]!r}."
+                )
+            with np.errstate(over="ignore"):  # an overflow is refused below
+                sw *= cw[idx]
+        if not sw.max() <= np.finfo(dt).max:
+            raise ValueError(
+                f"The sample weights (times the class weights) overflow {dt.name}: keep "
+                "their products finite."
+            )
         if not sw.sum() > 0:
             raise ValueError("The sample weights (times the class weights) sum to zero.")
         return sw.astype(dt)

@@ -873,3 +873,31 @@ def test_divergence_raises_and_leaves_previous_fit(solver, digits_small):
         est.fit(X_big, y)
     _assert_state_equal(_state(est), {**before, "learning_rate_init": 1e6})
     assert np.isfinite(est.predict_proba(X)).all()
+
+
+@pytest.mark.parametrize("weights, message", [
+    ({0: -0.5, 1: 1.0}, "class_weight must be finite and non-negative, got -0.5 for class 0"),
+    ({0: 1.0, 1: np.nan}, "class_weight must be finite and non-negative, got nan for class 1"),
+    ({0: np.inf, 1: 1.0}, "class_weight must be finite and non-negative, got inf for class 0"),
+    ({0: None, 1: 1.0}, "class_weight must be finite and non-negative, got nan for class 0"),
+])
+def test_negative_or_non_finite_class_weight_refused(weights, message, digits_small):
+    X, y = digits_small
+    yb = (y > 4).astype(int)
+    _assert_fit_refused(TwoLayerClassifier(class_weight=weights, max_iter=1), X, yb, message)
+    est = TwoLayerClassifier(class_weight=weights, max_iter=1)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        est.partial_fit(X, yb, classes=[0, 1])
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
+
+
+def test_class_weight_times_sample_weight_overflowing_the_dtype_refused(digits_small):
+    X, y = digits_small
+    yb = (y > 4).astype(int)
+    # 1e20 * 1e20 is finite in float64 but overflows float32, the working dtype
+    est = TwoLayerClassifier(class_weight={0: 1e20, 1: 1.0}, max_iter=1)
+    with pytest.raises(ValueError, match="class weights\\) overflow float32"):
+        est.fit(X, yb, sample_weight=np.full(len(yb), 1e20))
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
