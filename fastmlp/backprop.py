@@ -18,6 +18,36 @@ from . import reference
 NODES = ("H0", "H1", "H2", "H3", "Z", "P")
 GRADIENTS = ("dZ", "dH3", "db2", "dW2", "dH2", "dH1", "dH0", "db1", "dW1", "dX")
 BACKENDS = ("numba", "numpy")
+INPUTS = ("X", "Y", "W1", "b1", "W2", "b2")
+
+# The graph of docs/backprop.md, as data: the symbolic shape of every input and
+# node (a gradient ``dA`` has the shape of ``A``) and the formula of every node
+# and gradient, in the names above. docs/draw_graph.py draws the picture from
+# these, and :func:`hand_example_text` prints them next to the numbers.
+SHAPES = {
+    "X": ("n", "D"), "Y": ("n", "C"), "W1": ("D", "H"), "b1": ("H",), "W2": ("H", "C"),
+    "b2": ("C",), "H0": ("n", "H"), "H1": ("n", "H"), "H2": ("n", "H"), "H3": ("n", "C"),
+    "Z": ("n", "C"), "P": ("n", "C"),
+}
+SHAPES.update({g: SHAPES[g[1:]] for g in GRADIENTS})
+FORMULAS = {
+    "H0": "X W1",
+    "H1": "H0 + b1",
+    "H2": "max(0, H1)",
+    "H3": "H2 W2",
+    "Z": "H3 + b2",
+    "P": "softmax(Z)",
+    "dZ": "(P - Y) / n",
+    "dH3": "dZ",
+    "db2": "1^T dZ",
+    "dW2": "H2^T dH3 + (alpha/n) W2",
+    "dH2": "dH3 W2^T",
+    "dH1": "dH2 * 1[H1 > 0]",
+    "dH0": "dH1",
+    "db1": "1^T dH1",
+    "dW1": "X^T dH0 + (alpha/n) W1",
+    "dX": "dH0 W1^T",
+}
 
 
 class BackpropResult(Mapping):
@@ -289,3 +319,102 @@ def _numba_forward_backward(X, Y, W1, b1, W2, b2, sw, alpha, activation, blas):
         "dZ": dZ, "dH3": dH3, "db2": db2, "dW2": dW2, "dH2": dH2, "dH1": dH1, "dH0": dH0,
         "db1": db1, "dW1": dW1, "dX": dX,
     }
+
+
+# ------------------------------------------------------------ the hand example
+def hand_example() -> dict:
+    """Return the inputs of the worked example of ``docs/backprop.md``.
+
+    ``n = 2`` samples, ``D = 3`` features, ``H = 2`` hidden units, ``C = 2``
+    classes, labels ``y = [0, 1]``, no L2 penalty. The numbers are small
+    integers, chosen so that a student can redo the whole pass by hand: the
+    logits are integers, the first row's two logits are equal (so its
+    probabilities are exactly 1/2), the second row's differ by 1 (so
+    ``p = e / (1 + e)``), and one hidden pre-activation is exactly 0, where the
+    ReLU's backward pass gives 0.
+
+    Returns
+    -------
+    inputs : dict
+        ``X, y, W1, b1, W2, b2``, float64 arrays (``y`` int64): pass them as
+        ``forward_backward(**hand_example())``.
+    """
+    return {
+        "X": np.array([[1.0, 2.0, 1.0], [-1.0, 1.0, 0.0]]),  # (n, D) = (2, 3)
+        "y": np.array([0, 1]),  # (n,)
+        "W1": np.array([[-1.0, 1.0], [1.0, 1.0], [-1.0, -1.0]]),  # (D, H) = (3, 2)
+        "b1": np.array([-1.0, 0.0]),  # (H,)
+        "W2": np.array([[1.0, -2.0], [-1.0, -2.0]]),  # (H, C) = (2, 2)
+        "b2": np.array([-1.0, 1.0]),  # (C,)
+    }
+
+
+def _number(v: float) -> str:
+    """Format a whole number as an integer and anything else to 4 decimals.
+
+    A value within 1e-9 of a whole number prints as that number (``0`` for a
+    rounding residue such as 1e-17, and never ``-0``).
+    """
+    v = float(v)
+    if abs(v - round(v)) < 1e-9:
+        return str(int(round(v)) + 0)
+    return f"{v:.4f}"
+
+
+def _block(name: str, formula: str, value, sizes: dict) -> list[str]:
+    """Format an array as a heading line (name, formula, shape) and one line per row."""
+    value = np.asarray(value)
+    symbolic = SHAPES[name]
+    actual = tuple(sizes[s] for s in symbolic)
+    shape = f"{str(symbolic).replace(chr(39), '')} = {actual}"  # (n, H) = (2, 2)
+    head = f"{name} = {formula}" if formula else name
+    rows = value.reshape(1, -1) if value.ndim == 1 else value
+    lines = [f"{head:<32}{shape}"]
+    lines += ["".join(f"{_number(v):>9}" for v in row) for row in rows]
+    return lines
+
+
+def hand_example_text(backend: str = "numba") -> str:
+    """Return every input, node and gradient of :func:`hand_example` as text.
+
+    This is the printout shown in ``docs/backprop.md`` and by
+    ``python -m fastmlp gradcheck --example``; a test checks that the document
+    shows exactly this text, from both backends.
+
+    Parameters
+    ----------
+    backend : {"numba", "numpy"}, default="numba"
+        Which implementation of :func:`forward_backward` computes the numbers.
+    """
+    inputs = hand_example()
+    r = forward_backward(**inputs, backend=backend)
+    X, W1, W2 = inputs["X"], inputs["W1"], inputs["W2"]
+    n, D = X.shape
+    H, C = W2.shape
+    sizes = {"n": n, "D": D, "H": H, "C": C}
+    Y = np.eye(C)[inputs["y"]]
+    lines = [
+        f"hand example: n={n} samples, D={D} features, H={H} hidden units, C={C} classes,",
+        f"labels y = {inputs['y'].tolist()}, ReLU, alpha = 0 (no L2 term).",
+        "Whole numbers are exact; the others are rounded to 4 decimals.",
+        "",
+        "inputs",
+    ]
+    for name, value in (("X", X), ("Y", Y), ("W1", W1), ("b1", inputs["b1"]), ("W2", W2),
+                        ("b2", inputs["b2"])):
+        formula = "one-hot rows of y" if name == "Y" else ""
+        lines += _block(name, formula, value, sizes)
+    lines += ["", "forward"]
+    for name in NODES:
+        lines += _block(name, FORMULAS[name], r[name], sizes)
+    lines += [f"loss L = mean cross-entropy = {r.loss:.4f}", "", "backward"]
+    for name in GRADIENTS:
+        formula = FORMULAS[name].split(" + (alpha/n)")[0]  # alpha = 0 here
+        lines += _block(name, formula, r[name], sizes)
+    lines += [
+        "",
+        "for contrast, the naive orders (they run only because H = C = 2, and they are wrong)",
+    ]
+    lines += _block("dH2", "dH3 W2   (wrong)", r.dH3 @ W2, sizes)
+    lines += _block("dW2", "H2 dH3   (wrong)", r.H2 @ r.dH3, sizes)
+    return "\n".join(lines) + "\n"
