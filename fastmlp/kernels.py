@@ -1,12 +1,14 @@
 """Numba kernels, one per node of the graph, float32 and float64.
 
 Every kernel writes into a preallocated ``out`` buffer passed last and allocates
-nothing. Loops over the batch use ``numba.prange``; each kernel is compiled twice
+nothing. Loops over the batch use ``numba.prange``; most kernels are compiled twice
 from one loop (:func:`fastmlp._jit.serial_and_parallel`): the plain name runs in
 parallel, the ``_serial`` twin runs on the calling thread (cheaper for tiny
-batches, and the building block when the caller is already parallel).
+batches, and the building block when the caller is already parallel). The
+``*_blas`` products, ``hidden_backward_bias_t``, ``add_scaled`` and the update
+kernels are single ``jit`` functions with no ``_serial`` twin.
 
-Names follow the graph of ``DESIGN.md``. ``forward_backward`` (the inspection
+Names follow the graph of ``docs/backprop.md``. ``forward_backward`` (the inspection
 API) runs one kernel per node::
 
     X --linear_forward--> H0 --bias_activation_forward--> H1, H2

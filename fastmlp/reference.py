@@ -1,7 +1,7 @@
 """Plain NumPy forward and backward of every node of the two-layer network.
 
 This module is the test oracle and the benchmark baseline, so it stays obvious:
-one line per node, the names of ``DESIGN.md``::
+one line per node, the names of ``docs/backprop.md``::
 
     H0 = X W1        H1 = H0 + b1      H2 = act(H1)
     H3 = H2 W2       Z  = H3 + b2      P  = softmax(Z)   (or sigmoid(Z))
