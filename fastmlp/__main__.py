@@ -493,6 +493,13 @@ def cmd_evaluate(args) -> int:
 
 
 # ---------------------------------------------------------------------- gradcheck
+def reference_activations() -> tuple[str, ...]:
+    """Return the hidden activations that ``TwoLayerClassifier`` and ``gradcheck`` accept."""
+    from .reference import ACTIVATIONS
+
+    return ACTIVATIONS
+
+
 def _relative_error(a, b) -> float:
     """Return ``||a - b|| / (||a|| + ||b||)``, 0 when both are 0."""
     den = np.linalg.norm(a) + np.linalg.norm(b)
@@ -515,9 +522,17 @@ def _central_difference(f, x, eps):
 
 
 def cmd_gradcheck(args) -> int:
-    """Compare every gradient with central finite differences on a tiny random network."""
-    from . import forward_backward, reference
+    """Compare every gradient with central finite differences on a tiny random network.
 
+    With ``--example``, print the hand-worked example of ``docs/backprop.md`` instead.
+    """
+    from . import forward_backward, reference
+    from .backprop import hand_example_text
+
+    if args.example:
+        print(hand_example_text(args.backend), end="")
+        return 0
+    activation = args.activation
     rng = np.random.default_rng(args.seed)
     n, D, H, C = args.n, args.d, args.hidden, args.classes
     X = rng.normal(size=(n, D))
@@ -529,17 +544,20 @@ def cmd_gradcheck(args) -> int:
     b2 = 0.1 * rng.normal(size=C)
     Y = np.eye(C)[y]  # (n, C) one-hot
     alpha = args.alpha
-    r = forward_backward(X, y, W1, b1, W2, b2, alpha=alpha, backend=args.backend)
+    r = forward_backward(X, y, W1, b1, W2, b2, alpha=alpha, activation=activation,
+                         backend=args.backend)
 
     def loss(X_, W1_, b1_, W2_, b2_):
-        return reference.loss(X_, Y, W1_, b1_, W2_, b2_, alpha=alpha)
+        return reference.loss(X_, Y, W1_, b1_, W2_, b2_, alpha=alpha, activation=activation)
 
     penalty = alpha / (2 * n) * ((W1**2).sum() + (W2**2).sum())
 
     def from_Z(Z):  # L as a function of the logits
         return reference.cross_entropy(Z, Y).mean() + penalty
 
-    act = reference.activation_forward
+    def act(H1):
+        return reference.activation_forward(H1, activation)
+
     checks = [
         # (gradient, node, loss as a function of that node alone)
         ("dW1", W1, lambda v: loss(X, v, b1, W2, b2)),
@@ -553,13 +571,16 @@ def cmd_gradcheck(args) -> int:
         ("dH1", r.H1, lambda v: from_Z(act(v) @ W2 + b2)),
         ("dH0", r.H0, lambda v: from_Z(act(v + b1) @ W2 + b2)),
     ]
-    print(f"gradient check: X ({n}, {D}) -> {H} ReLU -> {C} softmax, alpha {alpha:g}, "
-          f"seed {args.seed}, float64")
+    print(f"gradient check: X ({n}, {D}) -> {H} {activation} -> {C} softmax, "
+          f"alpha {alpha:g}, seed {args.seed}, float64")
     print(f"analytic: fastmlp.forward_backward(backend={args.backend!r}); finite differences:"
           f" central, eps {args.eps:g}, on fastmlp.reference.loss")
     print(f"loss {r.loss:.12g}")
+    print("columns: the gradient; its shape; the 2-norm of the analytic array a and of the")
+    print("finite-difference array f; the relative error |a - f| / (|a| + |f|); ok if it is")
+    print(f"at most --tol {args.tol:g}")
     print(f"{'gradient':<9}{'shape':<10}{'|analytic|':>14}{'|finite diff|':>15}"
-          f"{'rel. error':>13}")
+          f"{'rel. error':>13}  result")
     worst = 0.0
     for name, node, f in checks:
         analytic = np.asarray(r[name], dtype=np.float64)
@@ -671,17 +692,27 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build a tiny random network, compute every gradient with "
                        "fastmlp.forward_backward and compare each with central finite "
                        "differences in float64. Exit status 1 if any relative error exceeds "
-                       "--tol.")
-    p.add_argument("--n", type=_positive_int, default=6, help="rows of X (6)")
-    p.add_argument("--d", type=_positive_int, default=5, help="features (5)")
-    p.add_argument("--hidden", type=_positive_int, default=4, help="hidden units (4)")
-    p.add_argument("--classes", type=_at_least_two, default=3, help="classes (3)")
-    p.add_argument("--seed", type=int, default=0)
+                       "--tol. With --example, print the hand-worked example of "
+                       "docs/backprop.md (every node and gradient) instead.")
+    p.add_argument("--n", type=_positive_int, default=6, help="rows of X, n (6)")
+    p.add_argument("--d", type=_positive_int, default=5, help="features, D (5)")
+    p.add_argument("--hidden", type=_positive_int, default=4, help="hidden units, H (4)")
+    p.add_argument("--classes", type=_at_least_two, default=3, help="classes, C (3)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random inputs, labels and weights (0)")
+    p.add_argument("--activation", choices=reference_activations(), default="relu",
+                   help="hidden activation, as in TwoLayerClassifier (relu)")
     p.add_argument("--alpha", type=_nonnegative_float, default=0.1, help="L2 penalty (0.1)")
-    p.add_argument("--eps", type=_positive_float, default=1e-6, help="step (1e-6)")
+    p.add_argument("--eps", type=_positive_float, default=1e-6,
+                   help="finite-difference step (1e-6)")
     p.add_argument("--tol", type=_positive_float, default=1e-6,
                    help="largest relative error accepted (1e-6)")
-    p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
+                   help="analytic gradients from the Numba kernels or the NumPy reference "
+                   "(numba)")
+    p.add_argument("--example", action="store_true",
+                   help="print the hand-worked example of docs/backprop.md (n=2, D=3, H=2, "
+                   "C=2) and exit")
     p.set_defaults(func=cmd_gradcheck)
 
     sub.add_parser("bench", help="the speed report (options: fastmlp bench --help)",

@@ -232,3 +232,54 @@ def test_help_and_unknown_subcommand(tmp_path):
                           "does not hold the Fashion-MNIST IDX files")
     assert_one_line_error(*run("demo", "--numpy-epochs", "-1", cwd=tmp_path), 2,
                           "--numpy-epochs", "expected an integer >= 0")
+
+
+# ------------------------------------------------- gradcheck: activations, example
+@pytest.mark.parametrize("activation", ["tanh", "logistic", "identity"])
+def test_gradcheck_other_activations_and_labelled_columns(tmp_path, activation):
+    status, out, err = run("gradcheck", "--activation", activation, "--backend", "numpy",
+                           cwd=tmp_path)
+    assert status == 0, err
+    assert f"-> 4 {activation} -> 3 softmax" in out
+    header = next(line for line in out.splitlines() if line.startswith("gradient shape"))
+    assert header.split() == ["gradient", "shape", "|analytic|", "|finite", "diff|",
+                              "rel.", "error", "result"]
+    assert "relative error |a - f| / (|a| + |f|)" in out
+    assert "all gradients agree" in out
+
+
+def test_gradcheck_activation_changes_the_gradients(tmp_path):
+    # the option reaches both the analytic pass and the finite differences
+    norms = {}
+    for activation in ("relu", "tanh"):
+        status, out, err = run("gradcheck", "--activation", activation, cwd=tmp_path)
+        assert status == 0, err
+        row = next(line for line in out.splitlines() if line.startswith("dW1 "))
+        norms[activation] = float(row.split()[-4])
+    assert norms["relu"] != norms["tanh"]
+
+
+def test_gradcheck_unknown_activation_is_a_usage_error(tmp_path):
+    assert_one_line_error(*run("gradcheck", "--activation", "softplus", cwd=tmp_path), 2,
+                          "--activation", "invalid choice: 'softplus'")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_gradcheck_example_prints_the_docs_hand_example(tmp_path, backend):
+    from fastmlp.backprop import hand_example_text
+
+    status, out, err = run("gradcheck", "--example", "--backend", backend, cwd=tmp_path)
+    assert status == 0, err
+    assert out == hand_example_text(backend)
+    assert "dW1 = X^T dH0" in out and "dH1 = dH2 * 1[H1 > 0]" in out
+
+
+def test_gradcheck_help_describes_every_option(tmp_path):
+    status, out, err = run("gradcheck", "--help", cwd=tmp_path)
+    assert status == 0, err
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, cli.argparse._SubParsersAction))
+    for action in sub.choices["gradcheck"]._actions:
+        assert action.help, action.option_strings
+    for option in ("--activation", "--example", "--seed", "--backend"):
+        assert option in out
