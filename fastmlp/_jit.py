@@ -36,7 +36,9 @@ JIT_OPTIONS = {
 # their caches are stamped with a hash of every module that holds compiled code
 # instead: any change to one of them recompiles everything once.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-COMPILED_MODULES = ("_jit.py", "kernels.py", "solvers.py")
+COMPILED_MODULES = (
+    "_jit.py", "kernels.py", "solvers.py", "kernels_sparse.py", "solvers_sparse.py"
+)
 
 
 def _package_stamp() -> str:

@@ -1,0 +1,365 @@
+"""Numba kernels for the sparse nodes of the graph: ``X`` a CSR matrix, float32 and float64.
+
+A CSR reaches these kernels as three flat arrays (``data``, ``indices``,
+``indptr``), validated once in Python (:func:`fastmlp._sparse.check_csr`) before
+any of them indexes with them: the package compiles without bounds checks.
+Like :mod:`fastmlp.kernels`, every kernel writes into buffers passed to it and
+allocates nothing; loops over the batch are written once with ``prange`` and
+compiled twice (:func:`fastmlp._jit.serial_and_parallel`): the plain name runs in
+threads, the ``_serial`` twin on the calling thread.
+
+A minibatch is a set of row indices ``rows`` into the CSR, so gathering it
+costs nothing: row ``r`` of the batch is CSR row ``rows[r]``. A length-0
+``rows`` means the batch is the CSR's rows in order (pass a slice
+``indptr[start:stop + 1]`` for a block of consecutive rows: its offsets still
+index the full ``data`` and ``indices``).
+
+The nodes (``DESIGN.md``, "Sparse input")::
+
+    X, W1 --sparse_linear_forward--> H1 = X W1 + b1      (nnz(batch) x H multiply-adds)
+    X, dH1 --touched_features, sparse_weight_grad--> rows of dW1 = Xᵀ dH1 that can be nonzero
+    X, dH1 --sparse_weight_grad_dense--> all of dW1 = Xᵀ dH1 + reg W1   (full batch, L-BFGS)
+
+Everything after ``H1`` is dense and runs the kernels of :mod:`fastmlp.kernels`.
+The row-wise update kernels (``sgd_update_rows``, ``adam_update_rows``) apply
+:func:`fastmlp.kernels.sgd_update` and :func:`fastmlp.kernels.adam_update` to
+the touched rows of ``W1`` only, and ``linear2_catch_up`` applies to rows of
+``(W1, velocity)`` the product of a range of per-step 2x2 linear maps stored in
+a segment tree (``build_map_tree``): the pieces the lazy updates of
+:mod:`fastmlp.solvers_sparse` are made of.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from . import kernels as K
+from ._jit import jit, serial_and_parallel
+
+# Columns of a gradient row handled by one thread in the column-parallel
+# kernels: a multiple of 16 float32 (a 64-byte cache line).
+_COLUMN_BLOCK = 16
+
+
+# --------------------------------------------------------------------- forward
+def _sparse_linear_forward(data, indices, indptr, rows, W, b, out):
+    """out = X[rows] W + b, from the nonzeros of each row.
+
+    .. math:: \\mathrm{out}_{r,:} = b + \\sum_{k \\in \\mathrm{row}(i_r)} x_k W_{j_k,:}
+
+    Row ``r`` of ``out`` (m, H) is the bias plus the rows ``W[indices[k]]``
+    scaled by ``data[k]`` over the stored entries ``k`` of CSR row ``rows[r]``
+    (of row ``r`` with a length-0 ``rows``): ``X W`` read as a sum of rows of
+    ``W``, nnz x H multiply-adds, each along a contiguous row. A length-0 ``b``
+    adds no bias. Duplicate indices add twice, as ``X.toarray()`` sums them.
+    Parallel over the batch rows (each writes its own row of ``out``).
+    """
+    m, H = out.shape
+    gather = rows.shape[0] == m
+    has_bias = b.shape[0] == H
+    for r in prange(m):
+        i = np.int64(rows[r]) if gather else np.int64(r)
+        o = out[r]
+        if has_bias:
+            for j in range(H):
+                o[j] = b[j]
+        else:
+            for j in range(H):
+                o[j] = 0
+        for k in range(indptr[i], indptr[i + 1]):
+            a = data[k]
+            w = W[indices[k]]
+            for j in range(H):
+                o[j] += a * w[j]  # (H,) row of out
+
+
+sparse_linear_forward_serial, sparse_linear_forward = serial_and_parallel(_sparse_linear_forward)
+
+
+# -------------------------------------------------------------------- backward
+@jit
+def touched_features(indices, indptr, rows, marker, touched):
+    """List the distinct features (columns) stored in the batch rows ``rows``; return their count.
+
+    The features land in ``touched[:count]`` in order of first occurrence.
+    ``marker`` (n_features,) must be all zero on entry and is all zero again on
+    return: it is set at a feature when first seen and reset only at the
+    features listed, so nothing of size n_features is scanned or cleared per
+    batch. ``touched`` needs room for min(n_features, nnz of the batch) entries.
+    """
+    count = 0
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            if marker[j] == 0:
+                marker[j] = 1
+                touched[count] = j
+                count += 1
+    for t in range(count):
+        marker[touched[t]] = 0
+    return count
+
+
+@jit
+def _scatter_add(data, indices, indptr, rows, G, lo, hi, out):
+    """out[j, lo:hi] += x_ij G[r, lo:hi] over the stored entries of the batch rows."""
+    m = G.shape[0]
+    gather = rows.shape[0] == m
+    for r in range(m):
+        i = np.int64(rows[r]) if gather else np.int64(r)
+        g = G[r]
+        for k in range(indptr[i], indptr[i + 1]):
+            a = data[k]
+            o = out[indices[k]]
+            for j in range(lo, hi):
+                o[j] += a * g[j]
+
+
+@jit
+def _column_chunks(H, chunks):
+    """``(count, width)`` of at most ``chunks`` chunks of columns, each 16-aligned."""
+    blocks = (H + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
+    chunks = max(1, min(chunks, blocks))
+    width = ((blocks + chunks - 1) // chunks) * _COLUMN_BLOCK
+    return (H + width - 1) // width, width
+
+
+def _sparse_weight_grad(data, indices, indptr, rows, G, touched, count, chunks, out):
+    """Rows ``touched[:count]`` of out = X[rows]ᵀ G; no other row is read or written.
+
+    .. math:: \\partial L / \\partial W_{j,:} = \\sum_{r:\\, x_{i_r j} \\ne 0} x_{i_r j} G_{r,:}
+
+    ``G`` is the gradient at the layer's output (m, H), ``out`` is (D, H) and
+    ``touched[:count]`` lists the features of the batch
+    (:func:`touched_features`): every other row of ``Xᵀ G`` is exactly zero,
+    and is left as it is. The listed rows are zeroed, then each stored entry
+    ``x_ij`` adds ``x_ij G[r]`` to row ``j``: nnz x H multiply-adds. The L2
+    term ``reg W`` is not added here: the update kernels fold it in
+    (``sgd_update(..., reg)``), over every row of ``W`` for the exact update
+    (whose untouched rows then see the gradient ``reg W`` alone, as in the
+    dense epoch) or over the touched rows for a lazy one. Parallel over at most
+    ``chunks`` chunks of columns (rows of the batch would race on a shared
+    feature): pass the thread count to the parallel build, 1 to the serial one
+    (each chunk walks the batch's nonzeros once).
+    """
+    H = G.shape[1]
+    nchunks, width = _column_chunks(H, chunks)
+    for c in prange(nchunks):
+        lo = c * width
+        hi = min(lo + width, H)
+        for t in range(count):
+            o = out[touched[t]]
+            for j in range(lo, hi):
+                o[j] = 0
+        _scatter_add(data, indices, indptr, rows, G, lo, hi, out)
+
+
+sparse_weight_grad_serial, sparse_weight_grad = serial_and_parallel(_sparse_weight_grad)
+
+
+def _sparse_weight_grad_dense(data, indices, indptr, rows, G, W, reg, chunks, out):
+    """out = X[rows]ᵀ G + reg W, every row of out written (D, H).
+
+    .. math:: \\partial L / \\partial W = X^\\top G + (\\alpha / n) W
+
+    The dense gradient, for a full-batch solver (L-BFGS) and the inspection
+    API: ``reg W`` fills ``out``, then the stored entries add their rows as in
+    :func:`sparse_weight_grad`. Parallel over at most ``chunks`` chunks of columns.
+    """
+    D, H = out.shape
+    nchunks, width = _column_chunks(H, chunks)
+    for c in prange(nchunks):
+        lo = c * width
+        hi = min(lo + width, H)
+        for k in range(D):
+            for j in range(lo, hi):
+                out[k, j] = reg * W[k, j]
+        _scatter_add(data, indices, indptr, rows, G, lo, hi, out)
+
+
+sparse_weight_grad_dense_serial, sparse_weight_grad_dense = serial_and_parallel(
+    _sparse_weight_grad_dense
+)
+
+
+@jit
+def clear_rows(out, rows, count):
+    """out[rows[:count]] = 0: restores an all-zero gradient after an exact update."""
+    H = out.shape[1]
+    for t in range(count):
+        o = out[rows[t]]
+        for j in range(H):
+            o[j] = 0
+
+
+# ---------------------------------------------------------------- row updates
+@jit
+def _row_index(rows, t):
+    # row t of a list, or row t itself when the list is empty (every row in order)
+    return np.int64(rows[t]) if rows.shape[0] > 0 else np.int64(t)
+
+
+@jit
+def _sum_deltas(delta, count):
+    total = 0.0
+    for t in range(count):
+        total += delta[t]
+    return total
+
+
+def _sgd_update_rows(param, grad, velocity, rows, count, learning_rate, momentum, nesterov,
+                     reg, rowsq, delta):
+    """:func:`fastmlp.kernels.sgd_update` on rows ``rows[:count]`` of ``param`` only.
+
+    ``rowsq`` (D,) float64 holds each row's sum of squares and is kept up to
+    date; returns the change of the total sum of squares (the next L2 penalty
+    then costs no pass over ``param``). ``delta`` (>= count,) float64 is
+    scratch: the per-row changes are summed after the parallel loop, not by a
+    parallel reduction (which would allocate on every call). Parallel over rows.
+    """
+    for t in prange(count):
+        j = _row_index(rows, t)
+        new = K.sgd_update(param[j], grad[j], velocity[j], learning_rate, momentum, nesterov, reg)
+        delta[t] = new - rowsq[j]
+        rowsq[j] = new
+    return _sum_deltas(delta, count)
+
+
+sgd_update_rows_serial, sgd_update_rows = serial_and_parallel(_sgd_update_rows)
+
+
+def _adam_update_rows(param, grad, m, v, rows, count, step_size, beta_1, beta_2, epsilon, reg,
+                      rowsq, delta):
+    """:func:`fastmlp.kernels.adam_update` on rows ``rows[:count]`` only (and their moments).
+
+    The other rows, and their moments, are not read or written. ``rowsq`` and
+    ``delta`` as in :func:`sgd_update_rows`; returns the change of the total
+    sum of squares. Parallel over rows.
+    """
+    for t in prange(count):
+        j = _row_index(rows, t)
+        new = K.adam_update(param[j], grad[j], m[j], v[j], step_size, beta_1, beta_2, epsilon,
+                            reg)
+        delta[t] = new - rowsq[j]
+        rowsq[j] = new
+    return _sum_deltas(delta, count)
+
+
+adam_update_rows_serial, adam_update_rows = serial_and_parallel(_adam_update_rows)
+
+
+@jit
+def row_squares(param, rowsq):
+    """rowsq[j] = sum of squares of row j of ``param`` (float64); return their total."""
+    total = 0.0
+    for j in range(param.shape[0]):
+        s = 0.0
+        for v in param[j]:
+            s += v * v
+        rowsq[j] = s
+        total += s
+    return total
+
+
+# ------------------------------------------------- products of per-step 2x2 maps
+# The lazy SGD update (solvers_sparse) moves a row the batch does not touch by a
+# linear map of its (weight, velocity) pair, one map per step; a row untouched
+# for steps l..r moves by their product. A segment tree holds the maps of an
+# epoch so that any range's product costs O(log steps) 2x2 products, with no
+# inverse (prefix products divided by one another would lose every digit: the
+# maps' determinant is the momentum, so a product over 300 steps is near 1e-14).
+@jit
+def build_map_tree(tree, size, n_steps):
+    """Fill the inner nodes of the segment tree ``tree`` (2 size, 4) float64.
+
+    On entry ``tree[size + s]`` holds step ``s``'s map ``(a, b, c, d)``, meaning
+    ``[p; v] <- [[a, b], [c, d]] [p; v]``, for ``s < n_steps``; the remaining
+    leaves are set to the identity here. Node ``k`` becomes the product of its
+    children, the later steps' map on the left: ``tree[2k + 1] @ tree[2k]``.
+    """
+    for s in range(size + n_steps, 2 * size):
+        tree[s, 0] = 1.0
+        tree[s, 1] = 0.0
+        tree[s, 2] = 0.0
+        tree[s, 3] = 1.0
+    for k in range(size - 1, 0, -1):
+        _matmul2(tree[2 * k + 1], tree[2 * k], tree[k])
+
+
+@jit
+def _matmul2(A, B, out):
+    """out = A @ B for 2x2 matrices stored as (a, b, c, d) rows (out may not alias)."""
+    a = A[0] * B[0] + A[1] * B[2]
+    b = A[0] * B[1] + A[1] * B[3]
+    c = A[2] * B[0] + A[3] * B[2]
+    d = A[2] * B[1] + A[3] * B[3]
+    out[0] = a
+    out[1] = b
+    out[2] = c
+    out[3] = d
+
+
+@jit
+def range_map(tree, size, lo, hi):
+    """Return the product of the maps of steps ``lo .. hi - 1`` (later on the left), as 4 floats.
+
+    The identity when ``lo >= hi``. A bottom-up segment-tree query: the left
+    accumulator gathers nodes in increasing step order (each new node goes on
+    its left), the right one in decreasing order (each new node on its right).
+    """
+    la, lb, lc, ld = 1.0, 0.0, 0.0, 1.0
+    ra, rb, rc, rd = 1.0, 0.0, 0.0, 1.0
+    lo += size
+    hi += size
+    while lo < hi:
+        if lo & 1:
+            n = tree[lo]
+            la, lb, lc, ld = (n[0] * la + n[1] * lc, n[0] * lb + n[1] * ld,
+                              n[2] * la + n[3] * lc, n[2] * lb + n[3] * ld)
+            lo += 1
+        if hi & 1:
+            hi -= 1
+            n = tree[hi]
+            ra, rb, rc, rd = (ra * n[0] + rb * n[2], ra * n[1] + rb * n[3],
+                              rc * n[0] + rd * n[2], rc * n[1] + rd * n[3])
+        lo >>= 1
+        hi >>= 1
+    return (ra * la + rb * lc, ra * lb + rb * ld, rc * la + rd * lc, rc * lb + rd * ld)
+
+
+def _linear2_catch_up(param, velocity, rows, count, last, now, tree, size, rowsq, delta):
+    """Move rows ``rows[:count]`` of ``(param, velocity)`` from step ``last[j]`` to ``now``.
+
+    .. math:: [p; v] \\leftarrow A_{now-1} \\cdots A_{last_j} [p; v]
+
+    elementwise along the row, with the steps' maps from the segment tree
+    (:func:`build_map_tree`); then ``last[j] = now``. A length-0 ``rows`` means
+    rows ``0 .. count - 1``. ``rowsq``/``delta`` as in :func:`sgd_update_rows`;
+    returns the change of the total sum of squares. Parallel over rows.
+    """
+    H = param.shape[1]
+    for t in prange(count):
+        j = _row_index(rows, t)
+        if last[j] >= now:
+            delta[t] = 0.0
+            continue
+        a, b, c, d = range_map(tree, size, last[j], now)
+        last[j] = now
+        p = param[j]
+        v = velocity[j]
+        s = 0.0
+        for h in range(H):
+            ph = p[h]
+            vh = v[h]
+            pn = a * ph + b * vh
+            p[h] = pn
+            v[h] = c * ph + d * vh
+            s += pn * pn
+        delta[t] = s - rowsq[j]
+        rowsq[j] = s
+    return _sum_deltas(delta, count)
+
+
+linear2_catch_up_serial, linear2_catch_up = serial_and_parallel(_linear2_catch_up)
