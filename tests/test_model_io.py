@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import pickle
+import re
+import struct
+import threading
+import tracemalloc
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -169,7 +176,7 @@ def test_object_array_refused(tmp_path, model):
         arrays["classes_"] = np.array([1, "a", None], dtype=object)
 
     bad = rewrite(path, tmp_path / "obj.npz", add_object)
-    with pytest.raises(ValueError, match=r"obj\.npz: corrupt model file \(Object arrays cannot"):
+    with pytest.raises(ValueError, match=r"obj\.npz: member classes_ holds Python objects"):
         model_io.load_model(bad)
 
 
@@ -183,7 +190,8 @@ def test_truncated_file_refused(tmp_path, model):
     path = model_io.save_model(model, tmp_path / "m.npz")
     raw = path.read_bytes()
     (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ValueError, match=r"cut\.npz: (not a fastmlp model file|corrupt)"):
+    with pytest.raises(ValueError,
+                       match=r"cut\.npz: (not a readable \.npz archive|corrupt member)"):
         model_io.load_model(tmp_path / "cut.npz")
 
 
@@ -196,7 +204,7 @@ def test_corrupt_member_refused(tmp_path, model):
     raw[i] ^= 0xFF
     (tmp_path / "flip.npz").write_bytes(bytes(raw))
     assert "coefs_0.npy" in names
-    with pytest.raises(ValueError, match=r"flip\.npz: corrupt model file"):
+    with pytest.raises(ValueError, match=r"flip\.npz: corrupt member coefs_0 \(Bad CRC-32"):
         model_io.load_model(tmp_path / "flip.npz")
 
 
@@ -207,7 +215,8 @@ def test_corrupt_member_refused(tmp_path, model):
     (lambda m: m.update(format_version="1"), r"format_version '1' is not an integer"),
     (lambda m: m["fitted"].update(n_features_in_=5), r"n_features_in_=5 but coefs_0 has 6 rows"),
     (lambda m: m["fitted"].update(n_outputs_=4), r"n_outputs_=4 but coefs_1 has 3 columns"),
-    (lambda m: m["fitted"].update(out_activation_="tanh"), r"unknown out_activation_ 'tanh'"),
+    (lambda m: m["fitted"].update(out_activation_="tanh"),
+     r"fitted attribute out_activation_='tanh', expected 'softmax' or"),
     (lambda m: m["fitted"].pop("loss_"), r"metadata lacks fitted attributes \['loss_'\]"),
     (lambda m: m["params"].update(hidden_units=8), r"hidden_units=8 but coefs_0 has 7 columns"),
     (lambda m: m["params"].update(n_estimators=3),
@@ -261,3 +270,254 @@ def test_param_json_round_trip(value):
         assert type(decoded) is type(value.item())
     else:
         assert type(decoded) is type(value)
+
+
+# ------------------------------------------------------- untrusted files: headers first
+def npy_bytes(arr):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def npy_header(shape, descr):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def deflated_zeros(header, n_zeros):
+    """``(pieces, crc)``: raw deflate of ``header`` + ``n_zeros`` zero bytes, ~1000:1.
+
+    A full flush resets the compressor, so every 16 MiB block of zeros compresses to the
+    same bytes: the stream is made in a blink and held as references to one block.
+    """
+    block_len = 1 << 24
+    zeros = bytes(block_len)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = c.compress(header) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    k, rest = divmod(n_zeros, block_len)
+    last = c.compress(bytes(rest)) + c.flush()
+    crc = zlib.crc32(header)
+    for _ in range(k):
+        crc = zlib.crc32(zeros, crc)
+    crc = zlib.crc32(bytes(rest), crc)
+    return [first, *([block] * k), last], crc
+
+
+def write_zip(path, entries):
+    """A zip archive written by hand, so it can hold what zipfile would not write.
+
+    ``entries``: ``(name, data)`` stored, or ``(name, (pieces, crc, size))`` deflated.
+    """
+    out, central = bytearray(), bytearray()
+    for name, data in entries:
+        raw = name.encode()
+        if isinstance(data, bytes):
+            method, pieces, crc, size = 0, [data], zlib.crc32(data), len(data)
+        else:
+            method, (pieces, crc, size) = 8, data
+        csize = sum(len(p) for p in pieces)
+        offset = len(out)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 33, crc, csize, size,
+                           len(raw), 0) + raw
+        for p in pieces:
+            out += p
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 33, crc,
+                               csize, size, len(raw), 0, 0, 0, 0, 0, offset) + raw
+    n = len(entries)
+    eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(central), len(out), 0)
+    path.write_bytes(bytes(out + central + eocd))
+    return path
+
+
+def model_entries(tmp_path, model, meta_change=None):
+    """The members of ``model``'s file as ``[(file name, .npy bytes)]``, metadata edited."""
+    path = model_io.save_model(model, tmp_path / "good.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if meta_change is not None:
+        meta = json.loads(str(arrays["metadata"]))
+        meta_change(meta)
+        arrays["metadata"] = np.array(json.dumps(meta))
+    return [(f"{k}.npy", npy_bytes(v)) for k, v in arrays.items()]
+
+
+def load_peak(path):
+    """``(exception, peak bytes traced)`` of loading ``path``."""
+    tracemalloc.start()
+    try:
+        model_io.load_model(path)
+    except ValueError as exc:
+        error = exc
+    else:
+        error = None
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return error, peak
+
+
+BOMB_ROWS = 82_000_000  # x 7 hidden units x 4 bytes: 2.3 GB of float32 zeros
+
+
+@pytest.mark.parametrize("where", ["extra member", "coefs_0, as the metadata says"])
+def test_zip_bomb_refused_before_decompressing(tmp_path, model, where):
+    nbytes = BOMB_ROWS * 7 * 4
+    if where == "extra member":
+        entries = model_entries(tmp_path, model)
+        name, header = "bomb.npy", npy_header((nbytes // 8,), "<f8")
+        message = r"unexpected arrays \['bomb'\]"
+    else:  # a consistent model with 82 million features: only the size bound stops it
+        entries = [e for e in model_entries(
+            tmp_path, model, lambda m: m["fitted"].update(n_features_in_=BOMB_ROWS))
+            if e[0] != "coefs_0.npy"]
+        name, header = "coefs_0.npy", npy_header((BOMB_ROWS, 7), "<f4")
+        message = r"its arrays take \d+ bytes uncompressed, more than max_bytes=2147483648"
+    pieces, crc = deflated_zeros(header, nbytes)
+    bomb = write_zip(tmp_path / "bomb.npz",
+                     [*entries, (name, (pieces, crc, len(header) + nbytes))])
+    assert bomb.stat().st_size < 3_000_000  # a 2.3 MB file ...
+    error, peak = load_peak(bomb)
+    assert error is not None and re.search(r"bomb\.npz: " + message, str(error)), error
+    assert peak < 50_000_000, f"loading the refused file traced {peak / 1e6:.0f} MB"
+
+
+def test_size_bound_is_a_parameter(tmp_path, model):
+    path = model_io.save_model(model, tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"m\.npz: its arrays take \d+ bytes uncompressed, "
+                                         r"more than max_bytes=100; pass a larger max_bytes"):
+        model_io.load_model(path, max_bytes=100)
+    assert model_io.load_model(path, max_bytes=10**6).hidden_units == 7
+
+
+def test_header_claiming_terabytes_refused(tmp_path, model):
+    # the member holds 6 x 7 floats, its .npy header claims 8 TB: np.load would try
+    # to allocate them (MemoryError)
+    entries = [(n, npy_header((10**6, 10**6), "<f8") + bytes(168) if n == "coefs_0.npy"
+                else data) for n, data in model_entries(tmp_path, model)]
+    bad = write_zip(tmp_path / "tera.npz", entries)
+    with pytest.raises(ValueError, match=r"tera\.npz: member coefs_0: its \.npy header says "
+                                         r"shape \(1000000, 1000000\) of float64 "
+                                         r"\(8000000000000 bytes\), but the member holds 168"):
+        model_io.load_model(bad)
+
+
+@pytest.mark.parametrize("second", ["coefs_0.npy", "coefs_0"])
+def test_duplicate_member_refused(tmp_path, model, second):
+    entries = model_entries(tmp_path, model)
+    W1 = model.coefs_[0]
+    entries.append((second, npy_bytes(np.full_like(W1, 7.0))))  # would silently win
+    bad = write_zip(tmp_path / "dup.npz", entries)
+    with pytest.raises(ValueError, match=r"dup\.npz: duplicate members \['coefs_0'\]"):
+        model_io.load_model(bad)
+
+
+def test_unknown_member_refused_without_reading_it(tmp_path, model):
+    entries = model_entries(tmp_path, model)
+    entries.append(("notes.txt", b"\x00" * 10))  # not even an .npy
+    bad = write_zip(tmp_path / "extra.npz", entries)
+    with pytest.raises(ValueError, match=r"extra\.npz: unexpected arrays \['notes\.txt'\]"):
+        model_io.load_model(bad)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda m: m["params"].update(activation="evil"),
+     r"parameter activation='evil' refused: The 'activation' parameter of "
+     r"TwoLayerClassifier must be a str among"),
+    (lambda m: m["params"].update(solver="newton"), r"parameter solver='newton' refused"),
+    (lambda m: m["params"].update(n_threads="abc"), r"parameter n_threads='abc' refused"),
+    (lambda m: m["params"].update(n_threads=0), r"parameter n_threads=0 refused"),
+    (lambda m: m["params"].update(n_threads=2.5), r"parameter n_threads=2\.5 refused"),
+    (lambda m: m["params"].update(hidden_units=0), r"parameter hidden_units=0 refused"),
+    (lambda m: m["params"].update(hidden_units=7.0), r"parameter hidden_units=7\.0 refused"),
+    (lambda m: m["params"].update(hidden_units=True),
+     r"parameter hidden_units=True: a boolean where hidden_units takes a number"),
+    (lambda m: m["params"].update(batch_size=-5), r"parameter batch_size=-5 refused"),
+    (lambda m: m["params"].update(random_state=-1), r"parameter random_state=-1 refused"),
+    (lambda m: m["params"].update(dtype={"__dtype__": "object"}), r"parameter dtype=.* refused"),
+    (lambda m: m["params"].update(callbacks=["os.system"]),
+     r"parameter callbacks: a model file cannot hold callbacks"),
+    (lambda m: m["params"].update(class_weight={"__dict__": [[0, -1.0]]}),
+     r"parameter class_weight: class 0 has weight -1\.0, expected a finite number >= 0"),
+    (lambda m: m["params"].update(class_weight={"__dict__": [[0, {"__float__": "nan"}]]}),
+     r"parameter class_weight: class 0 has weight nan"),
+    (lambda m: m["fitted"].update(n_outputs_=0), r"fitted attribute n_outputs_=0, expected a "
+                                                 r"positive integer"),
+    (lambda m: m["fitted"].update(n_features_in_="6"),
+     r"fitted attribute n_features_in_='6', expected a positive integer"),
+    (lambda m: m["fitted"].update(n_iter_=-1), r"fitted attribute n_iter_=-1, expected an "
+                                               r"integer >= 0"),
+    (lambda m: m["fitted"].update(loss_="low"), r"fitted attribute loss_='low', expected a "
+                                                r"finite number"),
+    (lambda m: m["fitted"].update(n_layers_=4), r"fitted attribute n_layers_=4, expected 3"),
+    (lambda m: m.update(extra=1), r"unknown metadata entries \['extra'\]"),
+    (lambda m: m.update(estimator=["x"]), r"metadata estimator must be a string"),
+])
+def test_out_of_range_or_mistyped_metadata_refused(tmp_path, model, change, message):
+    path = model_io.save_model(model, tmp_path / "m.npz")
+    bad = edit_meta(path, tmp_path / "bad.npz", change)
+    with pytest.raises(ValueError, match=r"bad\.npz: " + message):
+        model_io.load_model(bad)
+
+
+def test_zero_outputs_refused_at_load(tmp_path, model):
+    # today's code loaded this and raised IndexError at predict
+    def zero(arrays):
+        arrays["coefs_1"] = arrays["coefs_1"][:, :0]
+        arrays["intercepts_1"] = arrays["intercepts_1"][:0]
+        arrays["classes_"] = arrays["classes_"][:0]
+        meta = json.loads(str(arrays["metadata"]))
+        meta["fitted"]["n_outputs_"] = 0
+        arrays["metadata"] = np.array(json.dumps(meta))
+
+    bad = rewrite(model_io.save_model(model, tmp_path / "m.npz"), tmp_path / "zero.npz", zero)
+    with pytest.raises(ValueError, match=r"zero\.npz: fitted attribute n_outputs_=0"):
+        model_io.load_model(bad)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[" * 100_000 + "]" * 100_000, r"JSON nested deeper than 16 levels"),  # RecursionError
+    ('{"a": ' * 40 + "1" + "}" * 40, r"JSON nested deeper than 16 levels"),
+    ('{"format": "x", "format": "fastmlp.TwoLayerClassifier"}',
+     r"invalid JSON: key 'format' appears twice"),
+    ('{"format": NaN}', r"invalid JSON: NaN is not a JSON number"),
+    ('{"format": ' + "9" * 5000 + "}", r"invalid JSON"),
+], ids=["100000 levels", "40 levels", "repeated key", "NaN", "5000 digits"])
+def test_hostile_metadata_json_refused(tmp_path, model, text, message):
+    path = model_io.save_model(model, tmp_path / "m.npz")
+    bad = rewrite(path, tmp_path / "bad.npz", lambda a: a.update(metadata=np.array(text)))
+    with pytest.raises(ValueError, match=r"bad\.npz: corrupt metadata \(" + message):
+        model_io.load_model(bad)
+
+
+def test_devices_and_directories_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"is a directory|a directory, expected a regular"):
+        model_io.load_model(tmp_path)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(ValueError, match=r"/dev/zero: a character device, expected a "
+                                             r"regular file"):
+            model_io.load_model("/dev/zero")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_fifo_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            model_io.load_model(fifo)
+        except ValueError as exc:
+            outcome.append(str(exc))
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # opening a FIFO waits for a writer: release it, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+        pytest.fail("load_model blocked on a named pipe")
+    assert outcome and "model.npz: a pipe (FIFO), expected a regular file" in outcome[0]
