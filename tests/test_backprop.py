@@ -319,3 +319,84 @@ def test_bad_input_raises_value_error_naming_it(small, overrides, name, pattern,
     with pytest.raises(ValueError, match=pattern) as info:
         forward_backward(**args)
     assert re.search(rf"\b{name}\b", str(info.value)), str(info.value)
+
+
+# ------------------------------------------------------ ReLU at exactly H1 = 0
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_at_exactly_zero(dtype):
+    """ReLU's backward pass gives 0 at H1 == 0 (and -0): dH2 * 1[H1 > 0], in every kernel.
+
+    The convention of docs/backprop.md, section 6: the strict test H1 > 0, and a
+    multiplication by 0 (not a write of 0), so an infinite dH2 at a masked entry
+    becomes NaN, as in the NumPy reference.
+    """
+    from fastmlp import kernels as K
+
+    H1 = np.array([[0.0, -0.0, 1e-30, -1e-30, 2.0], [-1.0, 0.0, 0.5, 0.0, -3.0]], dtype=dtype)
+    H2 = reference.activation_forward(H1, "relu")
+    dH2 = np.array([[0.5, -2.0, 3.0, 0.25, -1.5], [1.0, 4.0, -0.75, -8.0, 2.5]], dtype=dtype)
+    mask = reference.activation_derivative(H1, H2, "relu")
+    assert_array_equal(mask, [[0, 0, 1, 0, 1], [0, 0, 1, 0, 0]])
+    expected = dH2 * mask
+    for name in ("relu_backward", "relu_backward_serial"):
+        out = np.full_like(dH2, np.nan)
+        getattr(K, name)(dH2, H1, out)
+        assert_array_equal(out, expected, err_msg=name)
+    for name in ("activation_backward", "activation_backward_serial"):
+        out = np.full_like(dH2, np.nan)
+        getattr(K, name)(dH2, H1, H2, K.RELU, out)
+        assert_array_equal(out, expected, err_msg=name)
+    # the fused kernels of training: dH1 = (dZ W2ᵀ) * 1[H1 > 0], dH2 never stored
+    dZ = np.array([[1.0, -2.0, 0.5], [0.25, 1.5, -1.0]], dtype=dtype)  # (n, C)
+    W2 = np.array([[1.5, 1.5, -1.0], [1.5, 0.5, 1.0], [1.0, -0.5, 2.0], [-1.0, -0.5, 0.5],
+                   [1.0, 0.5, -1.0]], dtype=dtype)  # (H, C)
+    W2t = np.ascontiguousarray(W2.T)
+    fused = (dZ @ W2.T) * mask
+    assert np.all((dZ @ W2.T)[mask == 0] != 0)  # the masked entries had a gradient to drop
+    runs = {
+        "hidden_backward": lambda out: K.hidden_backward(dZ, W2, H1, H2, K.RELU, out),
+        "hidden_backward_serial":
+            lambda out: K.hidden_backward_serial(dZ, W2, H1, H2, K.RELU, out),
+        "hidden_backward_t": lambda out: K.hidden_backward_t(dZ, W2t, H1, H2, K.RELU, out),
+        "hidden_backward_t_serial":
+            lambda out: K.hidden_backward_t_serial(dZ, W2t, H1, H2, K.RELU, out),
+        "hidden_backward_bias_t": lambda out: K.hidden_backward_bias_t(
+            dZ, W2t, H1, H2, K.RELU, out, np.full(H1.shape[1], np.nan, dtype)),
+    }
+    for name, run in runs.items():
+        out = np.full_like(dH2, np.nan)
+        run(out)
+        assert np.all(out[mask == 0] == 0), name
+        assert_allclose(out, fused, rtol=1e-6, err_msg=name)
+    # an infinite gradient at a masked entry: inf * 0 = NaN, in the kernels and the reference
+    bad = dH2.copy()
+    bad[0, 0] = np.inf  # H1[0, 0] == 0
+    with np.errstate(invalid="ignore"):  # inf * 0, on purpose
+        ref = bad * reference.activation_derivative(H1, H2, "relu")
+    out = np.zeros_like(bad)
+    K.relu_backward(bad, H1, out)
+    assert np.isnan(ref[0, 0]) and np.isnan(out[0, 0])
+    assert_array_equal(out[1:], ref[1:])
+
+
+@pytest.mark.parametrize("blas", [False, True], ids=["loops", "blas"])
+def test_relu_at_exactly_zero_in_both_backends(blas):
+    """Whole passes with pre-activations exactly 0 (integer data): both backends give 0 there."""
+    X = np.array([[1.0, 2.0, 1.0], [-1.0, 1.0, 0.0], [2.0, 0.0, -2.0], [1.0, 1.0, 1.0]])
+    W1 = np.array([[2.0, 0.0, 2.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 1.0]])
+    b1 = np.array([0.0, 1.0, -1.0])
+    W2 = np.array([[-1.0, -2.0], [2.0, 1.0], [-1.0, 2.0]])
+    b2 = np.array([-1.0, 1.0])
+    y = np.array([0, 1, 1, 0])
+    H1 = X @ W1 + b1  # integers: the kernels' sums are exact too
+    assert np.sum(H1 == 0) >= 3
+    results = [forward_backward(X, y, W1, b1, W2, b2, backend="numba", blas=blas),
+               forward_backward(X, y, W1, b1, W2, b2, backend="numpy")]
+    for r in results:
+        assert_array_equal(r.H1, H1)
+        zero = r.H1 == 0
+        assert np.all(r.dH2[zero] != 0)  # a gradient arrived there ...
+        assert np.all(r.dH1[zero] == 0)  # ... and the ReLU sent none back
+        assert_array_equal(r.dH1, r.dH2 * (r.H1 > 0))
+    assert_allclose(results[0].dH1, results[1].dH1, rtol=1e-13, atol=1e-15)
+    assert_allclose(results[0].dW1, results[1].dW1, rtol=1e-13, atol=1e-15)
