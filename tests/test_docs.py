@@ -329,7 +329,8 @@ def check_name(token: str) -> str | None:
         return None if importlib.util.find_spec("sklearn.neural_network") else "no sklearn"
     if token in ("alpha", "sample_weight", "reg"):  # argument names
         ok = (token in inspect.signature(forward_backward).parameters
-              or token in inspect.signature(kernels.sgd_update.py_func).parameters)
+              or token in inspect.signature(getattr(kernels.sgd_update, "py_func",
+                                                    kernels.sgd_update)).parameters)
         return None if ok else f"no argument {token}"
     m = re.fullmatch(r"([\w.]+?)(\(\))?", token)
     if m and re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*", m.group(1)):
