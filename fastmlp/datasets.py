@@ -17,15 +17,18 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
+import math
 import os
 import shutil
 import struct
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ._files import MAX_FILE_BYTES, NpzArchive, open_regular, read_bounded
 
 __all__ = [
     "DEBIAN_DIR",
@@ -125,18 +128,32 @@ class Dataset:
 
 
 # ------------------------------------------------------------------------------ IDX
-def _open_bytes(path: Path) -> bytes:
-    """Return the bytes of ``path``, gunzipped when they start with the gzip magic."""
-    raw = path.read_bytes()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+def _idx_bytes(path: Path, max_bytes: int) -> bytes:
+    """Return the IDX bytes of ``path``, gunzipped when they start with the gzip magic.
+
+    The header is read first and the data only as far as it says (plus one byte, to
+    tell a longer file), so a small gzip that inflates to gigabytes costs nothing.
+    """
+    with open_regular(path) as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+        try:
+            head = f.read(4)
+            if len(head) < 4 or head[:2] != b"\0\0":  # not IDX: read_idx says why
+                return head + f.read(64)
+            dims = f.read(4 * head[3])
+            need = math.prod(struct.unpack(f">{len(dims) // 4}I", dims[: len(dims) // 4 * 4]))
+            need *= _IDX_DTYPES[head[2]].itemsize if head[2] in _IDX_DTYPES else 1
+            if need > max_bytes:
+                raise ValueError(f"{path}: IDX header says {need} bytes of data, more than "
+                                 f"max_bytes={max_bytes}")
+            return head + dims + f.read(need + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from None
 
 
-def read_idx(path) -> np.ndarray:
+def read_idx(path, *, max_bytes: int = MAX_FILE_BYTES) -> np.ndarray:
     """Read an IDX file (the MNIST format), gzipped or raw.
 
     The header is two zero bytes, a type code (``0x08`` unsigned byte ... ``0x0E``
@@ -147,6 +164,8 @@ def read_idx(path) -> np.ndarray:
     ----------
     path : str or Path
         The file; gzip is recognised by its content, not its name.
+    max_bytes : int, default=2**31
+        Largest data the header may announce; more is refused before it is read.
 
     Returns
     -------
@@ -157,10 +176,11 @@ def read_idx(path) -> np.ndarray:
     ------
     ValueError
         Naming the file, for a wrong magic number, an unknown type code, zero
-        dimensions, or data shorter or longer than the header says.
+        dimensions, data shorter or longer than the header says, more than
+        ``max_bytes``, or a path that is not a regular file (a device, a pipe).
     """
     path = Path(path)
-    data = _open_bytes(path)
+    data = _idx_bytes(path, max_bytes)
     if len(data) < 4:
         raise ValueError(f"{path}: not an IDX file (only {len(data)} bytes, no header)")
     zero, code, ndim = struct.unpack(">HBB", data[:4])
@@ -177,7 +197,7 @@ def read_idx(path) -> np.ndarray:
         raise ValueError(f"{path}: truncated IDX header ({len(data)} of {header} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow
     got = len(data) - header
     if got < expected:
         raise ValueError(
@@ -187,7 +207,7 @@ def read_idx(path) -> np.ndarray:
     if got > expected:
         raise ValueError(
             f"{path}: IDX data longer than its header says: shape {dims} needs {expected} "
-            f"bytes, file has {got}"
+            "bytes, the file has more"
         )
     arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     return arr.astype(dtype.newbyteorder("="))  # a writable native-order copy
@@ -490,13 +510,13 @@ def _features(values, where: str) -> np.ndarray:
     return X
 
 
-# what np.load and reading an .npz member raise on a damaged or foreign file
-_NPZ_ERRORS = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile)
+def _npz_arrays(path: Path, npz: NpzArchive, max_bytes: int) -> list:
+    """Return ``[X_train, y_train, X_test, y_test]`` from an open archive (``None`` if absent).
 
-
-def _npz_arrays(path: Path, npz) -> list:
-    """Return ``[X_train, y_train, X_test, y_test]`` from an open archive (``None`` if absent)."""
-    keys = set(npz.files)
+    Only the arrays used are read, after their sizes (at most ``max_bytes`` in all)
+    and ``.npy`` headers are checked.
+    """
+    keys = set(npz.infos)
     if {"X_train", "y_train", "X_test", "y_test"} <= keys:
         names = ("X_train", "y_train", "X_test", "y_test")
     elif "X" in keys:
@@ -506,24 +526,21 @@ def _npz_arrays(path: Path, npz) -> list:
             f"{path}: expected arrays X (and y), or X_train, y_train, X_test, y_test; "
             f"found {sorted(keys)}"
         )
-    try:
-        return [None if k is None else npz[k] for k in names]
-    except _NPZ_ERRORS as exc:
-        raise ValueError(f"{path}: corrupt .npz member ({exc})") from None
+    used = [k for k in names if k is not None]
+    total = npz.total_size(used)
+    if total > max_bytes:
+        raise ValueError(f"{path}: arrays {used} take {total} bytes uncompressed, more than "
+                         f"max_bytes={max_bytes}; pass a larger max_bytes if you trust the file")
+    members = {k: npz.member(k) for k in used}  # headers: sizes match, no objects
+    return [None if k is None else npz.read(members[k]) for k in names]
 
 
-def _load_npz(path: Path) -> Dataset:
-    with open(path, "rb") as fh:  # our handle, so a failed np.load leaks nothing
-        if not fh.read(2) == b"PK":
-            raise ValueError(f"{path}: not a readable .npz file (not a zip archive)")
-        fh.seek(0)
-        try:
-            npz = np.load(fh, allow_pickle=False)
-        except _NPZ_ERRORS as exc:
-            raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path}: a single .npy array, expected an .npz archive")
-        arrays = _npz_arrays(path, npz)
+def _load_npz(path: Path, fh, max_bytes: int) -> Dataset:
+    if not fh.read(2) == b"PK":
+        raise ValueError(f"{path}: not a readable .npz file (not a zip archive)")
+    fh.seek(0)
+    with NpzArchive(fh, path) as npz:
+        arrays = _npz_arrays(path, npz, max_bytes)
     X_train, y_train, X_test, y_test = arrays
     X_train = _features(X_train, f"{path} [X]")
     y_train = None if y_train is None else _labels(y_train, f"{path} [y]")
@@ -550,12 +567,18 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _load_csv(path: Path, label_column) -> Dataset:
+def _load_csv(path: Path, raw: bytes, label_column) -> Dataset:
     try:
-        with open(path, newline="") as f:
-            rows = [row for row in csv.reader(f) if row and any(c.strip() for c in row)]
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Excel) is not a header cell
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a text CSV file ({exc})") from None
+    del raw
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        rows = [row for row in reader if row and any(c.strip() for c in row)]
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit() characters
+        raise ValueError(f"{path}: line {reader.line_num}: not a readable CSV file ({exc})"
+                         ) from None
     if not rows:
         raise ValueError(f"{path}: empty CSV file")
     header = None
@@ -596,7 +619,7 @@ def _load_csv(path: Path, label_column) -> Dataset:
     return Dataset(X, y, None, None, "file", str(path), files={"data": path})
 
 
-def load_file(path, *, label_column=-1) -> Dataset:
+def load_file(path, *, label_column=-1, max_bytes: int = MAX_FILE_BYTES) -> Dataset:
     """Load a data file a user brings: ``.npz`` or CSV.
 
     Parameters
@@ -608,6 +631,9 @@ def load_file(path, *, label_column=-1) -> Dataset:
     label_column : int, str or None, default=-1
         CSV only: the column holding the labels, by index (negative counts from
         the end) or by header name; ``None`` when the file has no labels.
+    max_bytes : int, default=2**31
+        Bound on what is read: the CSV's bytes, or the uncompressed size of the
+        ``.npz`` arrays used (checked from the archive's headers before reading).
 
     Returns
     -------
@@ -615,17 +641,25 @@ def load_file(path, *, label_column=-1) -> Dataset:
         ``X_train`` float64 (n, d) and ``y_train`` (int64, or strings when the
         labels are not numbers), or ``None`` without labels; ``X_test, y_test``
         from a split ``.npz``, else ``None``. ``source="file"``.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the problem, also for a directory, a device or a pipe
+        (only regular files are read) and for data over ``max_bytes``.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise ValueError(f"{path}: is a directory, expected a .npz or CSV file")
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         head = f.read(4)
-    if head == b"\x93NUM":
-        raise ValueError(f"{path}: a single .npy array; save features and labels together "
-                         "with numpy.savez(path, X=X, y=y)")
-    if path.suffix.lower() == ".npz" or head == b"PK\x03\x04":
-        return _load_npz(path)
-    return _load_csv(path, label_column)
+        if head == b"\x93NUM":
+            raise ValueError(f"{path}: a single .npy array; save features and labels "
+                             "together with numpy.savez(path, X=X, y=y)")
+        f.seek(0)
+        if path.suffix.lower() == ".npz" or head == b"PK\x03\x04":
+            return _load_npz(path, f, max_bytes)
+        raw = read_bounded(f, max_bytes, path)
+    return _load_csv(path, raw, label_column)
