@@ -4,25 +4,64 @@ Numba's ``np.dot`` runs scipy's BLAS (``scipy.linalg.cython_blas``), which
 brings its own thread pool. On a small problem (digits: 200 x 64 x 100 per
 batch) waking a second BLAS thread for every product costs more than it
 saves: a digits epoch took 1.0 ms with one BLAS thread and 1.4 ms with two
-on these 2-core machines. :func:`single_blas_thread` runs a block with one.
+on these 2-core machines. So small problems run with one BLAS thread and
+large ones with the process's own count (or the estimator's ``n_threads``).
+
+Two facts shape this module:
+
+- OpenBLAS's thread count is one number for the whole process (set in one
+  thread, it is what every thread sees).
+- The count changes the rounding: an Adam epoch on 2,000 x 784 rows gave
+  weights up to 6e-7 apart with one BLAS thread and with two.
+
+So a count is a *mode* that every fastmlp call inside :func:`blas_threads`
+runs under, and calls that want different modes never overlap: a call waits
+until the calls of another mode (in other Python threads) have ended, while
+calls of the same mode run together. A fit then computes the same weights
+whether other threads are fitting or predicting beside it or not. The wait
+is per compiled call (one epoch, one prediction), so a long fit in one thread
+holds a prediction in another for at most an epoch.
 
 Setting the count goes straight to the libraries' ``set_num_threads`` (about
 5 us) through threadpoolctl's controllers, found once per process: building a
 ``threadpool_limits`` takes milliseconds, too much to pay per ``partial_fit``.
+The counts a block changed are restored when the last block ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 
 _LIBRARIES: list | None = None
-# Fits in several Python threads share the process's BLAS: the first to enter
-# sets one thread and remembers the counts, the last to leave restores them.
-_LOCK = threading.Lock()
-_DEPTH = 0
-_SAVED: list = []
+
+
+class _Modes:
+    """Bookkeeping of the open blocks: their common count and how many there are."""
+
+    def __init__(self):
+        self.cond = threading.Condition(threading.Lock())
+        self.count = None  # the count the open blocks run with; None: the process's own
+        self.active = 0  # open blocks, in every thread
+        self.waiting = 0  # blocks waiting for the open ones of another count to end
+        self.saved: list = []  # (library, count) to restore when the last block ends
+        self.local = threading.local()  # the count this thread's open block runs with
+
+
+_MODES = _Modes()
+
+
+def _after_fork_in_child() -> None:
+    # A fork copies the lock as it was: held, perhaps, by a thread the child does
+    # not have. The child has no open block, so it starts with fresh bookkeeping.
+    global _MODES
+    _MODES = _Modes()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _blas_libraries() -> list:
@@ -38,39 +77,97 @@ def _blas_libraries() -> list:
     return _LIBRARIES
 
 
-def _restore() -> None:
-    for lib, n in _SAVED:
-        lib.set_num_threads(n)
-    _SAVED.clear()
+def _setter(lib):
+    # threadpoolctl's OpenBLAS controller obeys only the first Python thread that
+    # sets a count and silently ignores the others (its guard against threads
+    # fighting over one pool); blas_threads is that guard here, so it calls the
+    # library's own setter, which acts from any thread. (Measured: a count of 1
+    # set through the controller from a worker thread left OpenBLAS on 2.)
+    return getattr(lib, "_real_set_num_threads", lib.set_num_threads)
+
+
+def _set_counts(modes: _Modes, n: int | None) -> None:
+    """Make ``n`` the count of every BLAS (``None``: the counts saved before)."""
+    if n is None:
+        for lib, count in modes.saved:
+            _setter(lib)(count)
+        modes.saved.clear()
+        return
+    if not modes.saved:
+        modes.saved.extend((lib, lib.get_num_threads()) for lib in _blas_libraries())
+    for lib, _ in modes.saved:
+        _setter(lib)(n)
 
 
 @contextlib.contextmanager
-def single_blas_thread(enabled: bool = True) -> Iterator[None]:
-    """Run the block with one BLAS thread (and restore the counts after it).
+def blas_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` BLAS threads; ``None``: the process's own count.
 
-    With ``enabled=False`` the block runs unchanged. Nested and concurrent
-    blocks (fits in several threads) restore the counts when the last one ends.
+    Blocks with different ``n`` never overlap in time: a block waits until the
+    open blocks of another count, in other threads, have ended. Blocks of one
+    count share it. Once a block of another count waits, new blocks of the
+    current count wait too, so the open ones drain and no count starves.
+    A block opened inside another in the same thread must ask for the same
+    count (the outer one holds it: waiting for a different one would wait for
+    itself).
     """
-    global _DEPTH
-    if not enabled:
+    modes = _MODES
+    held = getattr(modes.local, "count", False)
+    if held is not False:
+        if held != n:
+            raise RuntimeError(
+                f"a BLAS block for {n} threads inside one for {held} in the same thread"
+            )
         yield
         return
-    libraries = _blas_libraries()
-    with _LOCK:
-        _DEPTH += 1
-        if _DEPTH == 1:
+    with modes.cond:
+        queued = False
+        while modes.active and (modes.count != n or (modes.waiting and not queued)):
+            # a block of another count is open, or one is waiting for its turn
+            # (then this one joins the queue instead of overtaking it)
+            if not queued:
+                modes.waiting += 1
+                queued = True
+            modes.cond.wait()
+        if queued:
+            modes.waiting -= 1
+        if modes.active == 0 and modes.count != n:
             try:
-                for lib in libraries:
-                    _SAVED.append((lib, lib.get_num_threads()))
-                    lib.set_num_threads(1)
+                _set_counts(modes, n)
             except BaseException:
-                _restore()
-                _DEPTH -= 1
+                modes.cond.notify_all()
                 raise
+            modes.count = n
+        modes.active += 1
+    modes.local.count = n
     try:
         yield
     finally:
-        with _LOCK:
-            _DEPTH -= 1
-            if _DEPTH == 0:
-                _restore()
+        del modes.local.count
+        with modes.cond:
+            modes.active -= 1
+            if modes.active == 0:
+                if modes.count is not None:
+                    _set_counts(modes, None)
+                    modes.count = None
+                modes.cond.notify_all()
+
+
+# OpenBLAS runs a product of at most this many multiply-adds (m n k) on the
+# calling thread whatever its count (its interface's GEMM_MULTITHREAD_THRESHOLD
+# of 4 times 65,536), so its result cannot depend on the count: a one-row
+# prediction need not wait for a count. tests/test_blas.py checks this of the
+# installed BLAS.
+ONE_THREAD_WORK = 4 * 65536
+
+
+def counts_matter(work: int) -> bool:
+    """Whether a product of ``work`` multiply-adds may round differently with other counts."""
+    if work > ONE_THREAD_WORK:
+        return True
+    return any(lib.internal_api != "openblas" for lib in _blas_libraries())
+
+
+def single_blas_thread(enabled: bool = True):
+    """Run the block with one BLAS thread (a :func:`blas_threads` block); or as it is."""
+    return blas_threads(1) if enabled else contextlib.nullcontext()

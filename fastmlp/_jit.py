@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import types
+import warnings
 from collections.abc import Callable, Iterator
 
 import numba
@@ -81,6 +83,135 @@ def _install_package_stamp() -> None:
 _install_package_stamp()
 
 
+# ------------------------------------------------------ a cache that heals itself
+# Numba trusts its cache files: a truncated or corrupted one (a full disk, a
+# killed process, a copied cache) raised UnpicklingError or "LLVM bitcode
+# parsing error" at every later fit until the user deleted the folder, and two
+# processes compiling two signatures of one function on a cold cache can both
+# number their file 1, leaving the index naming the other signature's machine
+# code. So fastmlp's entries carry a SHA-256 of their bytes and the key they were
+# made for; an entry that fails either check, or fails to load at all, is
+# removed with one warning and compiled afresh.
+_CACHE_MAGIC = b"fastmlp-cache-1\0"
+_HEALED: list[str] = []  # what was removed, for the single warning
+
+
+class DamagedCacheEntry(Exception):
+    """A cache file whose bytes or key are not what fastmlp wrote."""
+
+
+def _key_digest(key) -> bytes:
+    return hashlib.sha256(repr(key).encode()).digest()
+
+
+def _checked_cache_classes():
+    from numba.core import caching
+
+    class CheckedCacheFile(caching.IndexDataCacheFile):
+        """Index and data files whose data carry a digest and their key."""
+
+        def save(self, key, data):
+            super().save(key, (_key_digest(key), data))
+
+        def load(self, key):
+            entry = super().load(key)
+            if entry is None:
+                return None
+            if type(entry) is not tuple or len(entry) != 2 or entry[0] != _key_digest(key):
+                raise DamagedCacheEntry("an entry made for another signature")
+            return entry[1]
+
+        def _save_data(self, name, data):
+            payload = self._dump(data)
+            with self._open_for_write(self._data_path(name)) as f:
+                f.write(_CACHE_MAGIC + hashlib.sha256(payload).digest() + payload)
+
+        def _load_data(self, name):
+            with open(self._data_path(name), "rb") as f:
+                raw = f.read()
+            head = len(_CACHE_MAGIC)
+            payload = raw[head + 32:]
+            if raw[:head] != _CACHE_MAGIC or raw[head:head + 32] != hashlib.sha256(
+                payload
+            ).digest():
+                raise DamagedCacheEntry("a data file that is truncated, altered or foreign")
+            import pickle
+
+            return pickle.loads(payload)
+
+        def remove_all(self):
+            """Delete this function's index and every data file it may name."""
+            prefix = self._index_name[: -len(".nbi")]
+            removed = []
+            try:
+                names = os.listdir(self._cache_path)
+            except OSError:
+                return removed
+            for name in names:
+                if name == self._index_name or (
+                    name.startswith(prefix + ".") and name.endswith(".nbc")
+                ):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(self._cache_path, name))
+                        removed.append(name)
+            return removed
+
+    class HealingFunctionCache(caching.FunctionCache):
+        """Numba's per-function cache, with damaged entries removed and rebuilt."""
+
+        def __init__(self, py_func):
+            super().__init__(py_func)
+            old = self._cache_file
+            self._cache_file = CheckedCacheFile(
+                old._cache_path, old._index_name[: -len(".nbi")], old._source_stamp
+            )
+
+        def _heal(self, error):
+            removed = self._cache_file.remove_all()
+            _HEALED.append(f"{self._name}: {type(error).__name__}: {error}")
+            if len(_HEALED) == 1:  # one warning per process, however many entries
+                warnings.warn(
+                    f"fastmlp removed a damaged compile-cache entry in {self._cache_path} "
+                    f"({', '.join(removed) or 'nothing left to remove'}: "
+                    f"{type(error).__name__}) and is compiling it afresh",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+        def load_overload(self, sig, target_context):
+            try:
+                return super().load_overload(sig, target_context)
+            except Exception as error:  # noqa: BLE001 - any failure to load: rebuild
+                self._heal(error)
+                return None
+
+        def save_overload(self, sig, data):
+            try:
+                super().save_overload(sig, data)
+            except Exception as error:  # noqa: BLE001 - e.g. a damaged index file
+                self._heal(error)
+                with contextlib.suppress(Exception):  # the compiled code works anyway
+                    super().save_overload(sig, data)
+
+    return HealingFunctionCache
+
+
+try:
+    _HealingFunctionCache = _checked_cache_classes()
+except (ImportError, AttributeError):  # pragma: no cover - Numba's internals moved
+    _HealingFunctionCache = None
+
+
+def _cached(func: Callable, options: dict):
+    """``numba.njit(**options)(func)``, its on-disk cache the healing one."""
+    dispatcher = numba.njit(**options)(func)
+    if _HealingFunctionCache is not None and options.get("cache") and hasattr(
+        dispatcher, "_cache"
+    ):
+        dispatcher._cache = _HealingFunctionCache(dispatcher.py_func)
+    return dispatcher
+
+
 # Threading layer: Numba prefers OpenMP when it is there. On these 2-core machines,
 # with another process busy, a demo epoch took 20.4 s on OpenMP and 1.31 s on
 # the workqueue layer (alternating runs); on an idle machine they match. So the
@@ -89,6 +220,25 @@ _install_package_stamp()
 # Python threads at once; fastmlp never does that itself.)
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+
+# Held by every call from Python into a parallel build (``solvers`` enters it):
+# parallel regions launched from two Python threads at once abort the whole
+# process on the workqueue layer ("Concurrent access has been detected"), so
+# they take turns. The estimators never launch one (their kernels run on the
+# calling thread, see ``solvers.kernel_options``); benchmarks and callers of
+# ``run_epoch(parallel=True)`` do.
+PARALLEL_LOCK = threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    # the child has none of the parent's other threads: a lock one of them held
+    # at the fork would never be released
+    global PARALLEL_LOCK
+    PARALLEL_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # ------------------------------------------------- cached entry points, per call site
@@ -128,7 +278,7 @@ if _CPUDispatcher is not None:
             self = super()._rebuild(*args, **kwargs)
             if not hasattr(self, "entry"):
                 parallel = bool(self.targetoptions.get("parallel", False))
-                self.entry = numba.njit(**JIT_OPTIONS, parallel=parallel)(self.py_func)
+                self.entry = _cached(self.py_func, dict(JIT_OPTIONS, parallel=parallel))
             return self
 
 
@@ -138,7 +288,7 @@ def _build(func: Callable, parallel: bool):
     if _CPUDispatcher is None or type(inner) is not _CPUDispatcher:
         return inner  # NUMBA_DISABLE_JIT: the plain Python function
     inner.__class__ = EntryDispatcher
-    inner.entry = numba.njit(**options)(func)
+    inner.entry = _cached(func, options)
     return inner
 
 
@@ -215,22 +365,33 @@ def max_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS
 
 
-@contextlib.contextmanager
-def num_threads(n: int | None) -> Iterator[int]:
-    """Bound the threads of Numba's parallel regions inside a ``with`` block.
+def thread_count(n: int | None) -> int | None:
+    """The thread count that ``n_threads=n`` asks for, within this machine's.
 
-    ``None`` keeps the current setting. Negative values count back from the
-    maximum as in joblib: ``-1`` is all threads, ``-2`` all but one.
+    ``None`` keeps the current setting (returned as ``None``). Negative values
+    count back from the maximum as in joblib: ``-1`` is all threads, ``-2`` all
+    but one.
     """
-    previous = numba.get_num_threads()
     if n is None:
-        yield previous
-        return
+        return None
     limit = max_threads()
     wanted = n if n > 0 else limit + 1 + n
     if n == 0 or wanted < 1:
         raise ValueError(f"n_threads must be a positive int, -1 or None; got {n!r}")
-    wanted = min(wanted, limit)
+    return min(wanted, limit)
+
+
+@contextlib.contextmanager
+def num_threads(n: int | None) -> Iterator[int]:
+    """Bound the threads of Numba's parallel regions inside a ``with`` block.
+
+    ``n`` as in :func:`thread_count`.
+    """
+    previous = numba.get_num_threads()
+    wanted = thread_count(n)
+    if wanted is None:
+        yield previous
+        return
     numba.set_num_threads(wanted)
     try:
         yield wanted

@@ -328,7 +328,7 @@ class FastmlpEpoch(EpochRunner):
         self.sample_weight = np.ones(n, X.dtype)
         self.step = 0
         self.epoch = 0
-        # None: chosen at the first (warm-up) call, under the runner's thread count
+        # None: the estimator's options, chosen at the first (warm-up) call
         self.kwargs = None if use_blas is None else {"use_blas": bool(use_blas), "parallel": True}
         path = "" if use_blas is None else (" blas" if use_blas else " loops")
         extra = "" if threads is None else f", {threads} thread{'s' * (threads > 1)}"
@@ -338,12 +338,7 @@ class FastmlpEpoch(EpochRunner):
         """Run one epoch."""
         p = self.problem
         if self.kwargs is None:
-            self.kwargs = S.kernel_options(
-                p.batch_size, p.X.shape[1], p.hidden,
-                calibrate=(p.X, p.Y, self.sample_weight, self.params),
-                optimizer=self.optimizer, learning_rate=LEARNING_RATE, momentum=MOMENTUM,
-                nesterov=NESTEROV, alpha=ALPHA,
-            )
+            self.kwargs = S.kernel_options(p.batch_size, p.X.shape[1], p.hidden)
         self.loss, self.step = S.run_epoch(
             p.X,
             p.Y,

@@ -11,11 +11,12 @@ scikit-learn's definitions (``_fit_stochastic``, ``SGDOptimizer``,
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
+import threading
 import time
 import warnings
+import weakref
 from numbers import Integral, Real
 
 import numpy as np
@@ -30,7 +31,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import solvers
-from ._jit import num_threads
+from ._jit import thread_count
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -48,6 +49,20 @@ def _writeable(X):
     any other input was converted, and so copied, by validation already.
     """
     return X if X.flags.writeable else X.copy()
+
+
+# One lock per estimator, kept outside it (a lock in __dict__ would stop copies
+# and pickles): fits of one estimator from several threads take turns.
+_FIT_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FIT_LOCKS_GUARD = threading.Lock()
+
+
+def _fit_lock(estimator) -> threading.Lock:
+    with _FIT_LOCKS_GUARD:
+        lock = _FIT_LOCKS.get(estimator)
+        if lock is None:
+            lock = _FIT_LOCKS[estimator] = threading.Lock()
+    return lock
 
 
 def _check_solver(estimator):
@@ -150,8 +165,12 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         current. A truthy return value stops training (without a
         ``ConvergenceWarning``).
     n_threads : int or None, default=None
-        Bound on the threads of the compiled code and of BLAS while fitting and
-        predicting. None keeps the current setting; -1 is all, -2 all but one.
+        BLAS threads for the matrix products of a large problem while fitting
+        and predicting (a small one runs on the calling thread). None keeps the
+        process's count; -1 is all cores, -2 all but one. The other compiled
+        kernels always run on the calling thread, so any number of Python
+        threads may fit and predict at once; fits of one estimator from several
+        threads take turns.
 
     Attributes
     ----------
@@ -310,28 +329,16 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         dt = self.dtype
         return np.dtype(_DTYPES[dt] if isinstance(dt, str) else dt)
 
-    def _kernel_options(self, n_rows, n_features, n_hidden, calibrate=None):
+    def _kernel_options(self, n_rows, n_features, n_hidden):
         """Options of the compiled calls for batches of ``n_rows`` rows.
 
-        ``solvers.kernel_options``: the calling thread for tiny batches; for
-        larger ones, with ``calibrate=(X, Y, sw, params)``, the fastest path of a
-        few timed batches (remembered per shape).
+        ``solvers.kernel_options``, from the shapes and ``n_threads`` alone: the
+        same data and ``random_state`` give the same weights however busy the
+        machine is.
         """
         return solvers.kernel_options(
-            n_rows, n_features, n_hidden, calibrate=calibrate, optimizer=self.solver,
-            activation=self.activation, output=self.out_activation_,
+            n_rows, n_features, n_hidden, n_threads=thread_count(self.n_threads)
         )
-
-    @contextlib.contextmanager
-    def _thread_limit(self):
-        """Bound Numba's and BLAS's threads to ``n_threads`` inside the block."""
-        if self.n_threads is None:
-            yield
-            return
-        from threadpoolctl import threadpool_limits
-
-        with num_threads(self.n_threads) as n, threadpool_limits(limits=n, user_api="blas"):
-            yield
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -602,16 +609,19 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("callbacks must be a list of callables cb(estimator, info).")
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        # lists (loss_curve_, ...) grow in place during a fit: keep copies of them
-        saved = {k: list(v) if type(v) is list else v for k, v in self.__dict__.items()}
-        try:
-            self._fit_unsafe(X, y, sample_weight, incremental, classes, first_pass)
-        except BaseException:
-            # nothing half-fitted: back to the state before this call
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+        # Fits of one estimator from several threads (partial_fit from a pool of
+        # workers) take turns: each then sees the weights the previous one left.
+        with _fit_lock(self):
+            first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+            # lists (loss_curve_, ...) grow in place during a fit: keep copies of them
+            saved = {k: list(v) if type(v) is list else v for k, v in self.__dict__.items()}
+            try:
+                self._fit_unsafe(X, y, sample_weight, incremental, classes, first_pass)
+            except BaseException:
+                # nothing half-fitted: back to the state before this call
+                self.__dict__.clear()
+                self.__dict__.update(saved)
+                raise
         return self
 
     def _fit_unsafe(self, X, y, sample_weight, incremental, classes, first_pass):
@@ -685,11 +695,9 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         params = self._start_params(first_pass, rng, X.shape[1], dt)
         if self.solver == "lbfgs":
-            with self._thread_limit():
-                self._fit_lbfgs(X, Y, sw, params, first_pass)
+            self._fit_lbfgs(X, Y, sw, params, first_pass)
         else:
-            with self._thread_limit():
-                self._fit_stochastic(X, Y, sw, idx, params, rng, first_pass, incremental)
+            self._fit_stochastic(X, Y, sw, idx, params, rng, first_pass, incremental)
         if not all(np.isfinite(p).all() for p in params):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain "
@@ -751,7 +759,7 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         params = (self.coefs_[0], self.intercepts_[0], self.coefs_[1], self.intercepts_[1])
         P = solvers.forward_proba(
             Xv, params, activation=self.activation, output=self.out_activation_,
-            use_blas=opts["use_blas"], parallel=opts["parallel"],
+            **opts,
         ).astype(np.float64)
         eps = np.finfo(Xv.dtype).eps
         Pc = np.clip(P, eps, 1 - eps)
@@ -814,7 +822,7 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         if ws is None or not ws.fits(n, D, H, self.n_outputs_, batch_size, X.dtype):
             ws = solvers.Workspace(n, D, H, self.n_outputs_, batch_size, X.dtype)
         self._workspace = ws
-        opts = self._kernel_options(batch_size, D, H, calibrate=(X, Y, sw, params))
+        opts = self._kernel_options(batch_size, D, H)
         val_opts = self._kernel_options(0 if Xv is None else Xv.shape[0], D, H)
         callbacks = list(self.callbacks or ())
         start = time.perf_counter()
@@ -1135,21 +1143,12 @@ class TwoLayerClassifier(ClassifierMixin, BaseEstimator):
         return self._forward(_writeable(Xc), params, argmax, check_finite=False)
 
     def _forward(self, Xc, params, argmax, check_finite):
-        # prediction is one pass: BLAS, and the parallel kernels for large inputs
-        # (solvers.kernel_options without calibration, nothing to time)
-        parallel = solvers.kernel_options(Xc.shape[0], *params[0].shape)["parallel"]
-        if not parallel:  # small inputs run on one thread: no thread limit needed
-            # (two calls rather than a nullcontext: entering one costs ~0.25 us, 3% of a
-            # digits one-row predict)
-            return solvers.forward_proba(
-                Xc, params, activation=self.activation, output=self.out_activation_,
-                parallel=False, argmax=argmax, check_finite=check_finite,
-            )
-        with self._thread_limit():
-            return solvers.forward_proba(
-                Xc, params, activation=self.activation, output=self.out_activation_,
-                parallel=True, argmax=argmax, check_finite=check_finite,
-            )
+        # prediction is one pass, with the options of a batch of this size
+        return solvers.forward_proba(
+            Xc, params, activation=self.activation, output=self.out_activation_,
+            argmax=argmax, check_finite=check_finite, **self._kernel_options(
+                min(Xc.shape[0], 1024), *params[0].shape),
+        )
 
     def predict(self, X):
         """Predict class labels.

@@ -12,10 +12,13 @@ The update rules, the L2 penalty and the loss are scikit-learn's
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import kernels as K
-from ._blas import single_blas_thread
+from ._blas import blas_threads, counts_matter
+from . import _jit
 from ._jit import jit, specialize
 
 SGD, ADAM = 0, 1
@@ -462,15 +465,15 @@ def run_epoch(
     shuffle=True,
     seed=0,
     use_blas=True,
-    parallel=True,
-    single_thread=False,
+    parallel=False,
+    blas_threads=None,
 ):
     """Run one compiled epoch, updating ``params`` and ``state`` in place.
 
-    ``use_blas``, ``parallel`` and ``single_thread`` (BLAS limited to the
-    calling thread for the epoch) are the kernel options that
-    :func:`choose_kernel_options` picks; they change speed and the rounding of
-    sums, not the arithmetic.
+    ``use_blas``, ``parallel`` and ``blas_threads`` (the BLAS thread count for
+    the epoch; ``None``: the process's own) are the kernel options that
+    :func:`kernel_options` picks; they change speed and the rounding of sums,
+    not the arithmetic.
 
     Parameters
     ----------
@@ -505,15 +508,15 @@ def run_epoch(
         dt(learning_rate), dt(momentum), bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon),
         int(step), dt(alpha), K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
     )
-    with single_blas_thread(single_thread and use_blas):
-        total, new_step = path(use_blas, parallel)._epoch(*args)
+    with _compiled_call(use_blas, parallel, blas_threads) as run:
+        total, new_step = run._epoch(*args)
     weight = float(sample_weight.sum())
     return total / weight if weight > 0 else float("nan"), new_step
 
 
 def loss_and_grads(
     X, Y, sample_weight, params, workspace, *, alpha=0.0, activation="relu",
-    output="softmax", use_blas=True, parallel=True, single_thread=False,
+    output="softmax", use_blas=True, parallel=False, blas_threads=None,
 ):
     """Full-batch loss and gradients ``(loss, (gW1, gb1, gW2, gb2))`` (for L-BFGS).
 
@@ -525,8 +528,8 @@ def loss_and_grads(
     _check_workspace(workspace, X, Y, params, X.shape[0])
     wsum = float(sample_weight.sum())
     dt = X.dtype.type
-    with single_blas_thread(single_thread and use_blas):
-        loss = path(use_blas, parallel)._loss_and_grads(
+    with _compiled_call(use_blas, parallel, blas_threads) as run:
+        loss = run._loss_and_grads(
             X, Y, sample_weight, dt(1.0 / wsum), W1, b1, W2, b2, dt(alpha),
             K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], workspace.buffers,
             workspace.tbuffers[1], False,
@@ -604,8 +607,8 @@ def _forward_proba(X, W1, b1, W2, b2, activation, output, block, argmax, check):
 
 
 def forward_proba(
-    X, params, *, activation="relu", output="softmax", block=1024, use_blas=True, parallel=True,
-    argmax=False, check_finite=False,
+    X, params, *, activation="relu", output="softmax", block=1024, use_blas=True, parallel=False,
+    blas_threads=None, argmax=False, check_finite=False,
 ):
     """Output probabilities ``P`` of shape (n_samples, n_outputs), in blocks of rows.
 
@@ -617,97 +620,65 @@ def forward_proba(
     infinity (checked in the same compiled call, so the caller can validate
     and raise only then).
 
+    ``blas_threads`` is the BLAS thread count (``None``: the process's own),
+    held for the call as in :func:`run_epoch`.
+
     Allocates the output and two hidden buffers of ``block`` rows, nothing per block.
     """
     W1, b1, W2, b2 = params
     n = X.shape[0]
-    P, labels = path(use_blas, parallel and n > 1)._forward_proba(
-        X, W1, b1, W2, b2, K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
-        max(1, block), bool(argmax), bool(check_finite),
-    )
+    work = min(n, block) * W1.shape[1] * max(W1.shape[0], W2.shape[1])  # largest product
+    with _compiled_call(use_blas, parallel and n > 1, blas_threads, work) as run:
+        P, labels = run._forward_proba(
+            X, W1, b1, W2, b2, K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
+            max(1, block), bool(argmax), bool(check_finite),
+        )
     if check_finite and n and P.shape[0] == 0 and labels.shape[0] == 0:
         return None
     return labels if argmax else P
 
 
 # ------------------------------------------------------- choosing a matmul path
-# Multiply-adds of one batch's forward pass (rows * D * H) below which the parallel
-# kernels cost more in thread synchronisation than they save (2**21: e.g. 200 rows of
-# 64 features and 160 hidden units). On a loaded machine a parallel region per node
-# per batch can cost milliseconds, so tiny problems stay on the calling thread.
+# Multiply-adds of one batch's forward pass (rows * D * H) below which a second
+# thread costs more in synchronisation than it saves (2**21: e.g. 200 rows of 64
+# features and 160 hidden units): such batches run BLAS on one thread.
 PARALLEL_MIN_WORK = 1 << 21
-_PATH_CHOICES: dict = {}
 
 
-def kernel_options(n_rows, n_features, n_hidden, *, calibrate=None, **epoch_kwargs):
-    """Kernel options (``use_blas``, ``parallel``, ``single_thread``) for batches of ``n_rows``.
+def kernel_options(n_rows, n_features, n_hidden, *, n_threads=None):
+    """Kernel options (``use_blas``, ``parallel``, ``blas_threads``) for batches of ``n_rows``.
 
-    The one place that chooses the matrix-product path and the threading. A
-    batch whose products are tiny runs on the calling thread, BLAS included (a
-    parallel region costs more than it saves there, and measured on
-    digits-sized batches BLAS beats the Numba loops). A larger one, given
-    ``calibrate=(X, Y, sample_weight, params)``, takes the fastest candidate of
-    :func:`choose_kernel_options` (``epoch_kwargs`` are passed on to it);
-    without it, BLAS and the parallel kernels.
+    The one place that chooses the matrix-product path and the threading, from
+    the shapes alone, so the same data and seed give the same weights on a
+    machine however busy it is (the path used to be chosen by timing a few
+    batches, and a loaded machine sometimes chose another path, with other
+    rounding). BLAS does the products; the elementwise kernels run on the
+    calling thread (at batch 200 a Numba parallel region cost more than it
+    saved: about 20 us per launch against 3 us for a serial ReLU pass); BLAS
+    runs one thread for a small batch and ``n_threads`` (``None``: the
+    process's count) for a large one.
     """
-    parallel = n_rows * n_features * n_hidden >= PARALLEL_MIN_WORK
-    if parallel and calibrate is not None:
-        return choose_kernel_options(*calibrate, batch_size=n_rows, parallel=True,
-                                     **epoch_kwargs)
-    return {"use_blas": True, "parallel": parallel, "single_thread": not parallel}
+    small = n_rows * n_features * n_hidden < PARALLEL_MIN_WORK
+    return {"use_blas": True, "parallel": False, "blas_threads": 1 if small else n_threads}
 
 
-def choose_kernel_options(X, Y, sample_weight, params, *, batch_size, parallel=True,
-                          **epoch_kwargs):
-    """Time the epoch's kernel options on a few real batches; return the fastest.
+@contextlib.contextmanager
+def _compiled_call(use_blas, parallel, n_blas, work=None):
+    """Enter what a compiled call needs; yield its path (see :func:`path`).
 
-    The candidates are BLAS products with the other kernels on the calling
-    thread (BLAS with its own threads, or limited to the calling thread too),
-    and, when ``parallel``, BLAS or the Numba loops with Numba's parallel
-    kernels. Each runs a short epoch over the
-    first few batches of ``X`` on copies of the parameters (nothing the caller
-    owns changes). The answer, ``{"use_blas": bool, "parallel": bool,
-    "single_thread": bool}`` (keywords of :func:`run_epoch`), is
-    remembered per shape, dtype, thread count, optimizer, activation and output
-    for the life of the process, so only the first fit of a shape pays (a few
-    batches, plus compiling on a cold cache).
+    The BLAS thread count of a BLAS path is held for the call
+    (:func:`fastmlp._blas.blas_threads`) unless its products are too small for
+    the count to matter (``work``, the largest product's multiply-adds). A
+    parallel path holds :data:`fastmlp._jit.PARALLEL_LOCK`: Numba's workqueue
+    threading layer aborts the process when two Python threads launch parallel
+    regions at once.
     """
-    import time
-
-    import numba
-
-    n, D = X.shape
-    H, C = params[2].shape
-    B = min(batch_size, n)
-    key = (D, H, C, B, X.dtype.str, numba.get_num_threads(), bool(parallel)) + tuple(
-        epoch_kwargs.get(k) for k in ("optimizer", "activation", "output")
-    )
-    if key in _PATH_CHOICES:
-        return dict(_PATH_CHOICES[key])
-    # (use_blas, parallel, single_thread)
-    candidates = [(True, False, True), (True, False, False)] + (
-        [(True, True, False), (False, True, False)] if parallel else [(False, False, False)]
-    )
-    m = min(n, 4 * B)
-    Xs, Ys, sws = X[:m], Y[:m], sample_weight[:m]
-    ws = Workspace(m, D, H, C, B, X.dtype)
-    optimizer = epoch_kwargs.get("optimizer", "sgd")
-    best = {}
-    for round_ in range(3):
-        # every other round in reverse: each candidate is then also timed after
-        # itself, not only after one whose BLAS threads may still be spinning
-        for option in candidates if round_ % 2 == 0 else candidates[::-1]:
-            use_blas, par, single = option
-            p = tuple(a.copy() for a in params)
-            state = init_optimizer_state(p, optimizer)
-            t = time.perf_counter()
-            run_epoch(Xs, Ys, sws, p, state, ws, use_blas=use_blas, parallel=par,
-                      single_thread=single, **epoch_kwargs)
-            elapsed = time.perf_counter() - t
-            best[option] = min(best.get(option, np.inf), elapsed)
-    use_blas, par, single = min(candidates, key=best.__getitem__)
-    _PATH_CHOICES[key] = {"use_blas": use_blas, "parallel": par, "single_thread": single}
-    return dict(_PATH_CHOICES[key])
+    with contextlib.ExitStack() as stack:
+        if use_blas and (work is None or counts_matter(work)):
+            stack.enter_context(blas_threads(n_blas))
+        if parallel:
+            stack.enter_context(_jit.PARALLEL_LOCK)
+        yield path(use_blas, parallel)
 
 
 # ------------------------------------------------------------ the compiled paths

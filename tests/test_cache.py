@@ -155,3 +155,106 @@ def test_a_path_compiles_only_its_own_kernels(tmp_path):
         if n.endswith("_parallel") or "matmul_nt" in n or "_loss_and_grads_t" in n
     )
     assert other_paths == [], f"the BLAS serial path also compiled {other_paths}"
+
+
+# ------------------------------------------------------------ a cache that heals
+_HEAL_STEP = """
+import warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    ws = S.Workspace(5, 3, 4, 2, 5, np.float64)
+    Y = np.eye(2)[[0, 1, 0, 1, 1]]
+    loss, _ = S.loss_and_grads(X, Y, np.ones(5), (W1, b1, W2, b2), ws)
+    P = S.forward_proba(X, (W1, b1, W2, b2))
+healed = [str(w.message) for w in caught if "damaged compile-cache" in str(w.message)]
+print(json.dumps({"loss": float(loss), "P": float(P.sum()), "healed": healed}))
+"""
+
+
+def _heal_step(cache_dir):
+    done = _run("import json\n" + _HEAL_STEP, cache_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _cache_files(cache_dir, suffix):
+    return [os.path.join(d, f) for d, _, fs in os.walk(cache_dir) for f in fs if f.endswith(suffix)]
+
+
+def _truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def _flip_bytes(path):
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        f.write(b"\xff" * 64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage, suffix", [
+    (_truncate, ".nbc"), (_flip_bytes, ".nbc"), (_truncate, ".nbi"),
+])
+def test_a_damaged_cache_is_rebuilt_with_one_warning(tmp_path, damage, suffix):
+    first = _heal_step(tmp_path)
+    assert first["healed"] == []
+    files = _cache_files(tmp_path, suffix)
+    assert files, "the first run cached nothing"
+    for path in files:
+        damage(path)
+    second = _heal_step(tmp_path)  # used to raise UnpicklingError / LLVM bitcode errors
+    assert len(second["healed"]) == 1, second
+    assert (second["loss"], second["P"]) == (first["loss"], first["P"])
+    third = _heal_step(tmp_path)  # rebuilt: loads without a word
+    assert third == first
+
+
+@pytest.mark.slow
+def test_a_foreign_entry_under_our_name_is_rebuilt(tmp_path):
+    # e.g. a file written by another Numba for the same name: not ours, so not trusted
+    first = _heal_step(tmp_path)
+    data = _cache_files(tmp_path, ".nbc")
+    import pickle
+
+    for path in data:
+        with open(path, "wb") as f:
+            pickle.dump(("not", "a", "compile", "result"), f)
+    second = _heal_step(tmp_path)
+    assert len(second["healed"]) == 1
+    assert (second["loss"], second["P"]) == (first["loss"], first["P"])
+
+
+@pytest.mark.slow
+def test_processes_sharing_a_cold_cache_agree(tmp_path):
+    # several rounds of several processes at once on one cache (cold in round 1),
+    # float32 and float64 at the same time: two signatures of one function racing
+    # for the same file number must never hand one the other's machine code
+    code = """
+    import json
+    from fastmlp import solvers as S
+    out = {}
+    for dt in (np.float32, np.float64) if ORDER else (np.float64, np.float32):
+        ws = S.Workspace(5, 3, 4, 2, 5, dt)
+        Y = np.eye(2, dtype=dt)[[0, 1, 0, 1, 1]]
+        p = tuple(a.astype(dt) for a in (W1, b1, W2, b2))
+        loss, _ = S.loss_and_grads(X.astype(dt), Y, np.ones(5, dt), p, ws)
+        out[np.dtype(dt).name] = round(float(loss), 5)
+    print(json.dumps(out))
+    """
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_DISABLE_JIT="0")
+    results = []
+    for _ in range(3):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(_SETUP) + f"ORDER = {i % 2 == 0}\n"
+                 + textwrap.dedent(code)],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            for i in range(3)
+        ]
+        for p in procs:
+            out, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    assert all(r == results[0] for r in results), results

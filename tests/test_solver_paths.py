@@ -1,4 +1,4 @@
-"""Choosing the matrix-product path: both paths train identically; the choice is harmless."""
+"""The matrix-product paths train identically, and the estimator's path comes from the shapes."""
 
 from __future__ import annotations
 
@@ -32,24 +32,6 @@ def test_both_paths_give_the_same_epoch(make_problem, optimizer):
     assert_allclose(l1, l2, rtol=1e-12)
 
 
-def test_choose_kernel_options_leaves_inputs_alone_and_remembers(make_problem, monkeypatch):
-    monkeypatch.setattr(S, "_PATH_CHOICES", {})
-    pb = make_problem(90, 7, 5, 3, np.float32, seed=1)
-    sw = np.ones(90, np.float32)
-    before = [a.copy() for a in (pb.X, pb.Y, sw) + pb.params]
-    choice = S.choose_kernel_options(pb.X, pb.Y, sw, pb.params, batch_size=20,
-                                     optimizer="sgd", learning_rate=0.1)
-    assert set(choice) == {"use_blas", "parallel", "single_thread"}
-    assert all(isinstance(v, bool) for v in choice.values())
-    for a, b in zip(before, (pb.X, pb.Y, sw) + pb.params, strict=True):
-        assert_array_equal(a, b)
-    assert list(S._PATH_CHOICES.values()) == [choice]
-    # a second call with the same shapes is answered from memory, not re-timed
-    monkeypatch.setattr(S, "run_epoch", lambda *a, **k: pytest.fail("re-timed"))
-    again = S.choose_kernel_options(pb.X, pb.Y, sw, pb.params, batch_size=20, optimizer="sgd")
-    assert again == choice
-
-
 def test_full_batch_workspace_holds_no_copy_of_X(make_problem):
     from fastmlp import reference
 
@@ -72,17 +54,14 @@ def test_full_batch_workspace_holds_no_copy_of_X(make_problem):
         S.run_epoch(pb.X, pb.Y, sw, pb.params, state, ws)
 
 
-def test_kernel_options_keeps_tiny_batches_on_the_calling_thread(make_problem, monkeypatch):
-    monkeypatch.setattr(S, "_PATH_CHOICES", {})
+def test_kernel_options_come_from_the_shapes_alone():
     tiny = S.kernel_options(200, 64, 100)  # digits: 1.3M multiply-adds per forward pass
-    assert tiny == {"use_blas": True, "parallel": False, "single_thread": True}
-    # a large batch without data to time: BLAS and the parallel kernels
+    assert tiny == {"use_blas": True, "parallel": False, "blas_threads": 1}
+    # a large batch: BLAS with the process's count (or n_threads), kernels on this thread
     assert S.kernel_options(200, 784, 100) == {
-        "use_blas": True, "parallel": True, "single_thread": False
+        "use_blas": True, "parallel": False, "blas_threads": None
     }
-    # with data, the timed choice among choose_kernel_options' candidates
-    pb = make_problem(64, 600, 70, 3, np.float32, seed=3)
-    sw = np.ones(64, np.float32)
-    chosen = S.kernel_options(64, 600, 70, calibrate=(pb.X, pb.Y, sw, pb.params),
-                              optimizer="sgd")
-    assert chosen == next(iter(S._PATH_CHOICES.values()))
+    assert S.kernel_options(200, 784, 100, n_threads=2)["blas_threads"] == 2
+    assert S.kernel_options(1, 784, 100, n_threads=2)["blas_threads"] == 1
+    # nothing is timed: no chooser is left to consult
+    assert not hasattr(S, "choose_kernel_options")
