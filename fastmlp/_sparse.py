@@ -96,11 +96,11 @@ def _index_dtype(indices, indptr):
     return np.dtype(np.int64)
 
 
-def check_csr_arrays(data, indices, indptr, n_features, *, name="X"):
+def check_csr_arrays(data, indices, indptr, n_features, *, n_samples=None, name="X"):
     """Validate the three arrays of a CSR matrix with ``n_features`` columns.
 
     Checks what a kernel indexing with them relies on: ``indptr`` of length
-    ``n_samples + 1`` (``n_samples`` is taken from it), starting at 0,
+    ``n_samples + 1`` (by default ``n_samples`` is taken from it), starting at 0,
     monotone and ending at ``len(indices) == len(data)``; ``0 <= indices <
     n_features``; real, finite ``data``. Raises ``ValueError`` naming ``name``
     otherwise. Sortedness is not required here (the kernels do not need it).
@@ -111,6 +111,8 @@ def check_csr_arrays(data, indices, indptr, n_features, *, name="X"):
         The CSR arrays.
     n_features : int
         The number of columns.
+    n_samples : int, optional
+        The number of rows, when known.
     name : str, default="X"
         The name used in error messages.
     """
@@ -118,7 +120,8 @@ def check_csr_arrays(data, indices, indptr, n_features, *, name="X"):
     data = _check_values(data, name)
     if data.ndim != 1:
         raise ValueError(f"{name} is a malformed sparse matrix: data must be 1-D")
-    _check_compressed(indptr, indices, indptr.shape[0] - 1, n_features, data.shape[0], name)
+    n = indptr.shape[0] - 1 if n_samples is None else n_samples
+    _check_compressed(indptr, indices, n, n_features, data.shape[0], name)
     _check_finite(data, data.dtype, name)
 
 
@@ -214,7 +217,8 @@ def check_csr(X, dtype, *, name="X"):
         )
         copy.sum_duplicates()  # sorts the indices of each row, then sums equal ones
         data, indices, indptr = copy.data, copy.indices, copy.indptr
-    data = np.ascontiguousarray(data, dtype=dtype)
+    with np.errstate(over="ignore"):  # a value too large for dtype: inf, refused below
+        data = np.ascontiguousarray(data, dtype=dtype)
     indices = np.ascontiguousarray(indices, dtype=idx_dtype)
     indptr = np.ascontiguousarray(indptr, dtype=idx_dtype)
     _check_finite(data, dtype, name)
