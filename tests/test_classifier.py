@@ -396,8 +396,8 @@ def test_warm_start_keeps_optimizer_state(digits_small):
 
 def test_verbose_progress_goes_to_stderr(digits_small, capsys):
     X, y = digits_small
-    _fit_quiet(TwoLayerClassifier(hidden_units=4, max_iter=3, verbose=True, random_state=0),
-               X, y)
+    _fit_quiet(TwoLayerClassifier(hidden_units=4, max_iter=3, verbose="progress",
+                                  random_state=0), X, y)
     out, err = capsys.readouterr()
     assert out == ""
     assert re.search(r"epoch 1/3 \[.*\] loss \d\.\d+", err)
@@ -766,7 +766,7 @@ def test_partial_fit_plain_batches_skip_validation_but_not_its_checks(digits_sma
     # a later batch that validate_data would leave as it is (float32 C ndarray of the
     # fitted width, 1-D int labels) skips it; the result is the same as for input
     # that goes through it, and bad batches are still refused
-    import fastmlp.classifier as fc
+    import fastmlp._base as fc
 
     calls = []
 
