@@ -11,8 +11,10 @@ evaluate   accuracy, per-class report and confusion matrix of a saved model
 gradcheck  analytic gradients next to central finite differences, node by node
 bench      the speed report (``fastmlp.bench``)
 
-Errors (a missing file, a bad option, corrupt data, an unreadable model) print one
-line to stderr and exit with status 1 (2 for usage errors), without a traceback.
+Errors (a missing file, a bad option, corrupt data, an unreadable or tampered model,
+a device or pipe given as a file) print one line, ``fastmlp: error: ...``, to stderr
+and exit with status 1 (2 for usage errors), without a traceback. Every option's help
+shows its default.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cli_types import int_at_least
+
 PROG = "fastmlp"
 SUBCOMMANDS = ("demo", "train", "predict", "evaluate", "gradcheck", "bench")
 
@@ -44,33 +48,36 @@ class CommandError(Exception):
         self.status = status
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help ends with its default, unless the help already states it.
+
+    Flags (``store_true``) are off unless given, and required options have no
+    default: they say nothing more.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.nargs == 0 or action.required or "(default" in text or "%(default)" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with usage errors on one line and exit status 2."""
+    """argparse with usage errors on one line, named ``fastmlp``, and exit status 2."""
+
+    def __init__(self, *args, formatter_class=_HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message):  # noqa: D102 - argparse API
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
 # ------------------------------------------------------------------------ helpers
-def int_at_least(minimum: int):
-    """Return an argparse ``type`` accepting integers ``>= minimum``."""
-    wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
-        return value
-
-    return parse
-
-
 _positive_int = int_at_least(1)
 _nonnegative_int = int_at_least(0)
 _at_least_two = int_at_least(2)
+# the seeds NumPy's legacy RandomState (and so scikit-learn's random_state) accepts
+_seed = int_at_least(0, 2**32 - 1)
 
 
 def _positive_float(text: str) -> float:
@@ -80,6 +87,34 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not (value > 0 and np.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    """Parse a number in [0, 1] (``--momentum``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def _test_size(text: str) -> float | int:
+    """``--test-size``, as ``train_test_split`` takes it: a fraction in (0, 1) or a count."""
+    try:
+        return int_at_least(1)(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction between 0 and 1 (exclusive) or a positive number of rows, "
+            f"got {text!r}")
     return value
 
 
@@ -154,10 +189,12 @@ def _split(data, test_size, seed):
 
     _, counts = np.unique(data.y_train, return_counts=True)
     n = data.X_train.shape[0]
-    n_test = int(np.ceil(test_size * n))
+    # a count of rows, or a fraction rounded up (as train_test_split does)
+    n_test = test_size if isinstance(test_size, int) else int(np.ceil(test_size * n))
     stratify = data.y_train if counts.min() >= 2 and n_test >= counts.size else None
     if n < 2 or n_test < 1 or n - n_test < 1:
-        raise CommandError(f"{data.location}: {n} rows are too few to split off a test set")
+        raise CommandError(f"{data.location}: {n} rows are too few to split off a test set "
+                           f"of {n_test} (--test-size {test_size})")
     Xtr, Xte, ytr, yte = train_test_split(
         data.X_train, data.y_train, test_size=test_size, random_state=seed, stratify=stratify
     )
@@ -394,6 +431,8 @@ def cmd_train(args) -> int:
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise CommandError("--plot needs matplotlib: pip install matplotlib "
                            "(or pip install 'fastmlp[plot]')")
+    _check_writable("--output", args.output)
+    _check_writable("--plot", args.plot)
     data = _load_data(args.data, label_column=args.label_column, max_train=args.max_train,
                       test_size=args.test_size, seed=args.seed)
     dtype = np.dtype(args.dtype)
@@ -402,16 +441,17 @@ def cmd_train(args) -> int:
     print(f"data: {data.name if data.source != 'file' else data.location}")
     print(f"      X_train {X_train.shape}, X_test {X_test.shape}, {dtype.name}; {_thread_info()}")
     lr = args.lr if args.lr is not None else (0.01 if args.solver == "sgd" else 0.001)
+    batch = min(args.batch_size, X_train.shape[0])  # what fit would clip it to, warning
     progress = _Progress(args.epochs, quiet=args.quiet)
     model = TwoLayerClassifier(
         hidden_units=args.hidden, solver=args.solver, learning_rate_init=lr,
-        batch_size=args.batch_size, alpha=args.alpha, momentum=args.momentum,
+        batch_size=batch, alpha=args.alpha, momentum=args.momentum,
         max_iter=args.epochs, random_state=args.seed, dtype=dtype.type,
         early_stopping=args.early_stopping, callbacks=[progress],
     )
     print(f"training: {X_train.shape[1]} -> {args.hidden} ReLU -> "
           f"{np.unique(data.y_train).size} classes, solver {args.solver}, lr {lr:g}, "
-          f"batch {args.batch_size}, up to {args.epochs} epochs")
+          f"batch {batch}, up to {args.epochs} epochs")
     start = time.perf_counter()
     _fit_quietly(model, X_train, data.y_train)
     elapsed = time.perf_counter() - start
@@ -434,6 +474,18 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _check_writable(option: str, path) -> None:
+    """Refuse, before any work, an output path whose folder is missing or that is a folder."""
+    if path is None or str(path) == "-":
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{option} {path}: is a folder, expected a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise CommandError(f"{option} {path}: the folder {folder} does not exist")
+
+
 # ----------------------------------------------------------------- predict, evaluate
 def _load_model(path):
     from .model_io import load_model
@@ -443,6 +495,7 @@ def _load_model(path):
 
 def cmd_predict(args) -> int:
     """Write the predicted label (and optionally probabilities) of each row."""
+    _check_writable("--output", args.output)
     model = _load_model(args.model)
     X, _, where = _eval_data(args.data, args.label_column, model, need_labels=False)
     labels = model.predict(X)
@@ -461,20 +514,44 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _comparable_labels(y, model, pred, where):
+    """Return ``(y, pred, classes)`` as one kind of label, so equal labels compare equal.
+
+    A file's labels are numbers when they all parse as numbers, else strings, while
+    the model keeps the labels it was trained on: numbers against numbers compare as
+    numbers, anything else as strings (``"3"`` matches ``3``). Labels none of which
+    is a class of the model are refused: the wrong file, model or
+    ``--label-column``, not an accuracy of 0.
+    """
+    classes = np.asarray(model.classes_)
+    if pred.ndim != 1:
+        raise CommandError("the model is multilabel; evaluate compares one label per row")
+    if classes.dtype.kind in "biuf" and y.dtype.kind in "biuf":
+        shared = np.result_type(classes.dtype, y.dtype)
+        y, pred, classes = y.astype(shared), pred.astype(shared), classes.astype(shared)
+    else:
+        y, pred, classes = y.astype(str), pred.astype(str), classes.astype(str)
+    found = np.unique(y)
+    if not np.isin(found, classes).any():
+        def show(values):
+            text = ", ".join(repr(v.item()) for v in values[:5])
+            return text + (", ..." if len(values) > 5 else "")
+
+        raise CommandError(
+            f"{where}: none of its labels ({show(found)}) is a class of the model "
+            f"({show(np.asarray(model.classes_))}): another model, file or --label-column?"
+        )
+    return y, pred, classes
+
+
 def cmd_evaluate(args) -> int:
     """Print accuracy, the per-class report and the confusion matrix."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     model = _load_model(args.model)
     X, y, where = _eval_data(args.data, args.label_column, model, need_labels=True)
-    pred = model.predict(X)
-    y = np.asarray(y)
-    if y.dtype.kind != np.asarray(model.classes_).dtype.kind and y.dtype.kind in "iu":
-        # labels read as numbers from a file, model trained on strings (or the reverse)
-        y = y.astype(str)
-        pred = pred.astype(str)
-    labels = np.unique(np.concatenate([np.asarray(model.classes_), np.unique(y)]).astype(
-        np.asarray(pred).dtype))
+    y, pred, classes = _comparable_labels(np.asarray(y), model, model.predict(X), where)
+    labels = np.union1d(classes, y)
     accuracy = float(np.mean(pred == y))
     print(f"model: {args.model} ({model.n_features_in_} -> {model.coefs_[0].shape[1]} -> "
           f"{len(model.classes_)} classes)")
@@ -624,49 +701,61 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on the best Fashion-MNIST available (the full set "
                        "from the Debian package, else the sample shipped in datasets/), print "
                        "test accuracy, seconds per epoch and the speed ratio to plain NumPy.")
-    p.add_argument("--epochs", type=_positive_int, default=5)
-    p.add_argument("--hidden", type=_positive_int, default=100)
-    p.add_argument("--batch-size", type=_positive_int, default=200)
-    p.add_argument("--lr", type=_positive_float, default=0.05, help="learning rate (0.05)")
-    p.add_argument("--momentum", type=_nonnegative_float, default=0.9)
+    p.add_argument("--epochs", type=_positive_int, default=5, help="training epochs")
+    p.add_argument("--hidden", type=_positive_int, default=100, help="hidden units")
+    p.add_argument("--batch-size", type=_positive_int, default=200, help="rows per batch")
+    p.add_argument("--lr", type=_positive_float, default=0.05, help="learning rate")
+    p.add_argument("--momentum", type=_unit_float, default=0.9, help="Nesterov momentum")
     p.add_argument("--alpha", type=_nonnegative_float, default=1e-4, help="L2 penalty")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the weights, the batches and any subset (0 to 2**32 - 1)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="floating type of the data and weights")
     p.add_argument("--max-train", type=_positive_int, default=None,
-                   help="train on at most this many images (a stratified choice)")
+                   help="train on at most this many images, a stratified choice (default: "
+                   "all)")
     p.add_argument("--numpy-epochs", type=_nonnegative_int, default=2,
-                   help="epochs of plain NumPy to time (0 skips the comparison; default 2)")
+                   help="epochs of plain NumPy to time (0 skips the comparison)")
     p.add_argument("--sample", action="store_true",
                    help="use the sample shipped in datasets/ even if the full set is installed")
     p.add_argument("--data-dir", default=None,
-                   help="a directory with the Fashion-MNIST IDX files")
+                   help="a directory with the Fashion-MNIST IDX files (default: $FASTMLP_DATA,"
+                   " then the Debian package's, then the shipped sample)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train a model and save it",
                        description="Train TwoLayerClassifier and save it as .npz.")
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist, fashion-mnist-sample, digits, a directory of "
-                   "Fashion-MNIST IDX files, or a .npz/CSV file (default fashion-mnist)")
+                   "Fashion-MNIST IDX files, or a .npz/CSV file")
     p.add_argument("--label-column", type=_label_column, default=-1,
-                   help="CSV: index or name of the label column (default last)")
-    p.add_argument("--test-size", type=float, default=0.2,
-                   help="fraction held out for testing from a file without a split")
-    p.add_argument("--hidden", type=_positive_int, default=100)
-    p.add_argument("--epochs", type=_positive_int, default=10)
-    p.add_argument("--solver", choices=("sgd", "adam", "lbfgs"), default="adam")
-    p.add_argument("--batch-size", type=_positive_int, default=200)
+                   help="CSV: index or name of the label column, 'last' or 'none' (default: "
+                   "-1, the last)")
+    p.add_argument("--test-size", type=_test_size, default=0.2,
+                   help="held out for testing from a file without a split: a fraction in "
+                   "(0, 1) or a number of rows")
+    p.add_argument("--hidden", type=_positive_int, default=100, help="hidden units")
+    p.add_argument("--epochs", type=_positive_int, default=10, help="most training epochs")
+    p.add_argument("--solver", choices=("sgd", "adam", "lbfgs"), default="adam",
+                   help="optimizer")
+    p.add_argument("--batch-size", type=_positive_int, default=200, help="rows per batch")
     p.add_argument("--lr", type=_positive_float, default=None,
-                   help="learning rate (default 0.001 for adam, 0.01 for sgd)")
-    p.add_argument("--momentum", type=_nonnegative_float, default=0.9)
+                   help="learning rate (default: 0.001 for adam, 0.01 for sgd)")
+    p.add_argument("--momentum", type=_unit_float, default=0.9, help="sgd momentum")
     p.add_argument("--alpha", type=_nonnegative_float, default=1e-4, help="L2 penalty")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--max-train", type=_positive_int, default=None)
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the weights, the batches and the splits (0 to 2**32 - 1)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="floating type of the data and weights")
+    p.add_argument("--max-train", type=_positive_int, default=None,
+                   help="train on at most this many rows, a stratified choice (default: all)")
     p.add_argument("--early-stopping", action="store_true",
                    help="hold out 10%% for validation and keep the best epoch")
-    p.add_argument("--output", "-o", type=Path, default=None, help="save the model (.npz)")
+    p.add_argument("--output", "-o", type=Path, default=None,
+                   help="save the model (.npz) (default: not saved)")
     p.add_argument("--plot", type=Path, default=None,
-                   help="save the loss (and validation) curves as a PNG (needs matplotlib)")
+                   help="save the loss (and validation) curves as a PNG, needs matplotlib "
+                   "(default: no plot)")
     p.add_argument("--quiet", "-q", action="store_true", help="no line per epoch")
     p.set_defaults(func=cmd_train)
 
@@ -675,13 +764,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("evaluate", cmd_evaluate, "accuracy, per-class report and confusion matrix"),
     ):
         p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
-        p.add_argument("--model", "-m", type=Path, required=True, help="a model .npz")
+        p.add_argument("--model", "-m", type=Path, required=True,
+                       help="a model .npz (required)")
         p.add_argument("--data", required=True,
                        help="a .npz/CSV file, or fashion-mnist, fashion-mnist-sample, digits "
-                       "(their test split)")
+                       "(their test split) (required)")
         p.add_argument("--label-column", type=_label_column, default="auto",
-                       help="CSV: index or name of the label column, 'none', or 'auto' (the "
-                       "last column when the file has one more column than the model's inputs)")
+                       help="CSV: index or name of the label column, 'none', or 'auto': the "
+                       "last column when the file has one more column than the model's inputs")
         if name == "predict":
             p.add_argument("--output", "-o", default=None,
                            help="CSV file to write (default: standard output)")
@@ -694,22 +784,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "differences in float64. Exit status 1 if any relative error exceeds "
                        "--tol. With --example, print the hand-worked example of "
                        "docs/backprop.md (every node and gradient) instead.")
-    p.add_argument("--n", type=_positive_int, default=6, help="rows of X, n (6)")
-    p.add_argument("--d", type=_positive_int, default=5, help="features, D (5)")
-    p.add_argument("--hidden", type=_positive_int, default=4, help="hidden units, H (4)")
-    p.add_argument("--classes", type=_at_least_two, default=3, help="classes, C (3)")
+    p.add_argument("--n", type=_positive_int, default=6, help="rows of X, n")
+    p.add_argument("--d", type=_positive_int, default=5, help="features, D")
+    p.add_argument("--hidden", type=_positive_int, default=4, help="hidden units, H")
+    p.add_argument("--classes", type=_at_least_two, default=3, help="classes, C")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of the random inputs, labels and weights (0)")
+                   help="seed of the random inputs, labels and weights")
     p.add_argument("--activation", choices=reference_activations(), default="relu",
-                   help="hidden activation, as in TwoLayerClassifier (relu)")
-    p.add_argument("--alpha", type=_nonnegative_float, default=0.1, help="L2 penalty (0.1)")
+                   help="hidden activation, as in TwoLayerClassifier")
+    p.add_argument("--alpha", type=_nonnegative_float, default=0.1, help="L2 penalty")
     p.add_argument("--eps", type=_positive_float, default=1e-6,
-                   help="finite-difference step (1e-6)")
+                   help="finite-difference step")
     p.add_argument("--tol", type=_positive_float, default=1e-6,
-                   help="largest relative error accepted (1e-6)")
+                   help="largest relative error accepted")
     p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
-                   help="analytic gradients from the Numba kernels or the NumPy reference "
-                   "(numba)")
+                   help="analytic gradients from the Numba kernels or the NumPy reference")
     p.add_argument("--example", action="store_true",
                    help="print the hand-worked example of docs/backprop.md (n=2, D=3, H=2, "
                    "C=2) and exit")
@@ -730,10 +819,24 @@ def _run(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    Bad input ends in one line on stderr: usage errors (status 2) from argparse, and
+    the errors that bad files, options and data raise (status 1): ``CommandError``,
+    ``ValueError`` (every refusal of ``datasets``, ``model_io`` and the estimator),
+    ``OSError`` (missing, unreadable or unwritable files), ``ImportError`` (an
+    optional package) and ``MemoryError`` (sizes beyond this machine). Any other
+    exception is a bug in fastmlp and keeps its traceback.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return _run(argv)
+    except BrokenPipeError:
+        # the reader went away (``fastmlp predict ... | head``): stop quietly, and
+        # keep Python from failing again when it flushes stdout at exit
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except CommandError as exc:
         message, status = str(exc), exc.status
     except (ValueError, OSError, ImportError, MemoryError) as exc:

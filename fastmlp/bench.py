@@ -1362,7 +1362,7 @@ def save_png(rep: Report, path: str) -> None:
 
 # ------------------------------------------------------------------------ main
 def _positive_int(text: str) -> int:
-    from .__main__ import int_at_least  # the command line's one integer parser
+    from ._cli_types import int_at_least  # the integer parser of the command line too
 
     return int_at_least(1)(text)
 

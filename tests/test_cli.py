@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import io
+import json
+import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -142,7 +147,7 @@ def test_predict_evaluate_errors(digits_model, tmp_path):
                           1, "nope.npz: no such model file")
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 this is not really a zip")
     assert_one_line_error(*run("predict", "-m", "junk.npz", "--data", "digits", cwd=tmp_path),
-                          1, "junk.npz: not a fastmlp model file")
+                          1, "junk.npz: not a readable .npz archive")
     np.savez(tmp_path / "foreign.npz", W=np.zeros(3))
     assert_one_line_error(*run("evaluate", "-m", "foreign.npz", "--data", "digits",
                                cwd=tmp_path), 1, "foreign.npz", "no 'metadata' entry")
@@ -283,3 +288,171 @@ def test_gradcheck_help_describes_every_option(tmp_path):
         assert action.help, action.option_strings
     for option in ("--activation", "--example", "--seed", "--backend"):
         assert option in out
+
+
+# ------------------------------------------------------ bad input: one line, no traceback
+def blobs_csv(path, labels=("1", "2"), rows=40):
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-2, 1, (rows, 3)), rng.normal(2, 1, (rows, 3))])
+    y = [labels[0]] * rows + [labels[1]] * rows
+    path.write_text("\n".join(f"{a:.3f},{b:.3f},{c:.3f},{t}"
+                              for (a, b, c), t in zip(X, y, strict=True)) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def blobs_model(tmp_path_factory):
+    """A model trained on two blobs labelled 1 and 2 (integers)."""
+    where = tmp_path_factory.mktemp("blobs")
+    blobs_csv(where / "d.csv")
+    status, out, err = run("train", "--data", "d.csv", "--hidden", "8", "--epochs", "20",
+                           "--lr", "0.05", "--quiet", "-o", "m.npz", cwd=where)
+    assert status == 0, err
+    return where
+
+
+def test_csv_field_over_the_csv_limit_is_one_line(tmp_path):
+    (tmp_path / "wide.csv").write_text("1,2,0\n" + "3" * 200_000 + ",4,1\n")
+    assert_one_line_error(*run("train", "--data", "wide.csv", cwd=tmp_path), 1,
+                          "wide.csv: line 2", "field larger than field limit (131072)")
+
+
+def test_device_or_pipe_as_data_is_refused(tmp_path, blobs_model):
+    # /dev/zero was read until MemoryError; a FIFO blocked the open forever
+    assert_one_line_error(*run("train", "--data", "/dev/zero", cwd=tmp_path), 1,
+                          "/dev/zero: a character device, expected a regular file")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.csv")
+        assert_one_line_error(*run("predict", "-m", blobs_model / "m.npz", "--data",
+                                   "pipe.csv", cwd=tmp_path, timeout=60), 1,
+                              "pipe.csv: a pipe (FIFO), expected a regular file")
+        assert_one_line_error(*run("evaluate", "-m", "pipe.csv", "--data", "digits",
+                                   cwd=tmp_path, timeout=60), 1,
+                              "pipe.csv: a pipe (FIFO), expected a regular file")
+
+
+def test_tampered_model_is_one_line(tmp_path, blobs_model):
+    with np.load(blobs_model / "m.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["metadata"]))
+    meta["params"]["activation"] = "evil"  # loaded, then KeyError at predict
+    np.savez(tmp_path / "evil.npz", **{**arrays, "metadata": np.array(json.dumps(meta))})
+    assert_one_line_error(*run("predict", "-m", "evil.npz", "--data", blobs_model / "d.csv",
+                               cwd=tmp_path), 1, "evil.npz: parameter activation='evil'")
+    meta["params"]["activation"] = "relu"
+    meta["fitted"]["n_outputs_"] = 0
+    np.savez(tmp_path / "zero.npz", **{**arrays, "metadata": np.array(json.dumps(meta))})
+    assert_one_line_error(*run("evaluate", "-m", "zero.npz", "--data", blobs_model / "d.csv",
+                               cwd=tmp_path), 1, "zero.npz: fitted attribute n_outputs_=0")
+
+
+@pytest.mark.parametrize("value", ["-1", "4294967296", "1.5", "abc"])
+def test_bad_seed_is_a_usage_error(tmp_path, value):
+    assert_one_line_error(*run("train", "--data", "digits", "--seed", value, cwd=tmp_path), 2,
+                          "--seed", f"expected an integer from 0 to 4294967295, got '{value}'")
+
+
+@pytest.mark.parametrize("value", ["0", "1.0", "1.5", "-0.2", "-3", "nan", "half"])
+def test_bad_test_size_is_a_usage_error(tmp_path, value):
+    assert_one_line_error(*run("train", "--data", "digits", "--test-size", value,
+                               cwd=tmp_path), 2, "--test-size",
+                          "expected a fraction between 0 and 1 (exclusive) or a positive "
+                          f"number of rows, got '{value}'")
+
+
+def test_test_size_as_a_count_of_rows(tmp_path):
+    blobs_csv(tmp_path / "d.csv")
+    status, out, err = run("train", "--data", "d.csv", "--test-size", "10", "--epochs", "1",
+                           "--hidden", "4", "--quiet", cwd=tmp_path)
+    assert status == 0, err
+    assert "X_train (70, 3), X_test (10, 3)" in out  # 10 rows, not 10 x 80
+    assert_one_line_error(*run("train", "--data", "d.csv", "--test-size", "80", cwd=tmp_path),
+                          1, "d.csv: 80 rows are too few to split off a test set of 80")
+
+
+def test_evaluate_string_labels_against_a_numeric_model(tmp_path, blobs_model):
+    blobs_csv(tmp_path / "s.csv", labels=("cat", "dog"))
+    assert_one_line_error(*run("evaluate", "-m", blobs_model / "m.npz", "--data", "s.csv",
+                               cwd=tmp_path), 1,
+                          "s.csv: none of its labels ('cat', 'dog') is a class of the model "
+                          "(1, 2)")
+
+
+def test_evaluate_float_classes_against_integer_labels(tmp_path):
+    # a model trained in Python on labels 1.0 and 2.0; the CSV's labels read as 1 and 2
+    from fastmlp import TwoLayerClassifier
+    from fastmlp.model_io import save_model
+
+    f = blobs_csv(tmp_path / "d.csv")
+    data = np.loadtxt(f, delimiter=",")
+    model = TwoLayerClassifier(hidden_units=8, max_iter=30, learning_rate_init=0.05,
+                               random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(data[:, :3], data[:, 3])
+    save_model(model, tmp_path / "f.npz")
+    status, out, err = run("evaluate", "-m", "f.npz", "--data", "d.csv", cwd=tmp_path)
+    assert status == 0, err
+    assert float(out.split("accuracy: ")[1].split()[0]) > 0.9  # was 0: "1" != "1.0"
+
+
+@pytest.mark.parametrize("option", ["--plot", "--output"])
+def test_output_into_a_missing_folder_refused_before_training(tmp_path, option):
+    status, out, err = run("train", "--data", "digits", option, "nowhere/file", cwd=tmp_path)
+    assert_one_line_error(status, out, err, 1, f"{option} nowhere/file: the folder nowhere "
+                                               "does not exist")
+    assert "training:" not in out  # refused before loading data and training
+    (tmp_path / "folder").mkdir()
+    assert_one_line_error(*run("train", "--data", "digits", option, "folder", cwd=tmp_path),
+                          1, f"{option} folder: is a folder, expected a file name")
+
+
+def test_usage_errors_name_one_program(tmp_path):
+    status, out, err = run("predict", "--model", "m.npz", cwd=tmp_path)
+    assert_one_line_error(status, out, err, 2, "--data")
+    assert err.startswith("fastmlp: error:")  # not "fastmlp predict: error:"
+
+
+def test_every_option_help_shows_its_default():
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    for name, sub in subparsers.choices.items():
+        if name == "bench":  # its own parser, in fastmlp.bench
+            continue
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if not action.option_strings or action.nargs == 0 or action.required:
+                continue  # flags are off unless given; required options have no default
+            text = formatter._get_help_string(action)
+            assert "(default" in text, (name, action.option_strings, text)
+            checked += 1
+    assert checked > 30
+    assert "rows of X, n (default: 6)" in subparsers.choices["gradcheck"].format_help()
+
+
+def test_bench_report_imports_nothing_from_the_command_line():
+    code = ("import sys, fastmlp.bench as b; b.build_parser().parse_args(['--repeats', '3']); "
+            "print('fastmlp.__main__' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+class _ClosedPipe(io.StringIO):
+    """A standard output whose reader went away (``fastmlp predict ... | head -1``)."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_closed_stdout_stops_quietly(blobs_model, monkeypatch, capsys):
+    # (in-process: this sandbox's pipes do not fail writes once their reader exits)
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    status = cli.main(["predict", "-m", str(blobs_model / "m.npz"), "--data",
+                       str(blobs_model / "d.csv")])
+    monkeypatch.undo()
+    assert status == 1
+    assert capsys.readouterr().err == ""  # no traceback, no "Broken pipe" error line
