@@ -1,4 +1,4 @@
-"""fastmlp: a two-layer neural network classifier with visible backpropagation."""
+"""fastmlp: a two-layer neural network classifier and regressor with visible backpropagation."""
 
 import importlib
 from typing import TYPE_CHECKING
@@ -6,8 +6,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # for type checkers and IDEs; imported on first use otherwise
     from .backprop import BackpropResult, forward_backward
     from .classifier import TwoLayerClassifier
+    from .model_io import load_model, save_model
+    from .regressor import TwoLayerRegressor
 
-__all__ = ["BackpropResult", "TwoLayerClassifier", "forward_backward"]
+__all__ = [
+    "BackpropResult",
+    "TwoLayerClassifier",
+    "TwoLayerRegressor",
+    "forward_backward",
+    "load_model",
+    "save_model",
+]
 __version__ = "0.1.0"
 
 # The public names are imported on first use (PEP 562): ``import fastmlp`` alone, as
@@ -17,11 +26,14 @@ _LAZY = {
     "BackpropResult": "backprop",
     "forward_backward": "backprop",
     "TwoLayerClassifier": "classifier",
+    "TwoLayerRegressor": "regressor",
+    "load_model": "model_io",
+    "save_model": "model_io",
 }
 
 
 _SUBMODULES = {"backprop", "bench", "classifier", "datasets", "kernels", "model_io",
-               "reference", "solvers"}
+               "reference", "regressor", "solvers"}
 
 
 def __getattr__(name):

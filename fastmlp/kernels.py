@@ -236,6 +236,80 @@ sigmoid_cross_entropy_serial, sigmoid_cross_entropy = serial_and_parallel(
 )
 
 
+def _identity_squared_error(Z, Y, sw, scale, P, dZ):
+    """Identity output, half squared error summed over outputs, and its gradient.
+
+    The regression twin of :func:`softmax_cross_entropy`: returns
+    ``scale * sum_i sw_i 0.5 sum_c (z_ic - y_ic)^2`` and writes ``P = Z`` (the
+    identity output) and ``dZ = scale * sw_i (Z - Y)``.
+
+    .. math:: \\partial L / \\partial Z = (Z - Y) / n
+
+    The identity is the canonical link of the squared error, so the gradient
+    has the same ``P - Y`` form as softmax with cross-entropy. (scikit-learn
+    reports this loss divided by the number of outputs but steps along the
+    gradient of the sum; the solver divides, see ``solvers._output_loss``.)
+    ``P`` may alias ``Z``.
+    """
+    n, C = Z.shape
+    total = 0.0
+    half = Z.dtype.type(0.5)
+    for i in prange(n):
+        w = sw[i] * scale
+        se = Z.dtype.type(0)
+        for c in range(C):
+            z = Z[i, c]
+            r = z - Y[i, c]
+            se += r * r
+            P[i, c] = z
+            dZ[i, c] = w * r  # (n, C)
+        total += w * half * se
+    return total
+
+
+identity_squared_error_serial, identity_squared_error = serial_and_parallel(
+    _identity_squared_error
+)
+
+
+def _exp_poisson_deviance(Z, Y, sw, scale, P, dZ):
+    """Exp output, half Poisson deviance summed over outputs, and its gradient.
+
+    With the log link ``mu = exp(z)``, each entry adds
+    ``y log(y / mu) - y + mu`` (``0 log 0 = 0``), computed as
+    ``y (log y - z) - y + mu`` so no ratio overflows. Returns
+    ``scale * sum_i sw_i sum_c`` of these, scikit-learn's ``poisson_loss``,
+    and writes ``P = exp(Z)`` and ``dZ = scale * sw_i (P - Y)``.
+
+    .. math:: \\partial L / \\partial Z = (e^{Z} - Y) / n
+
+    The log is the canonical link of the Poisson deviance:
+    ``d/dz (mu - y z) = mu - y``. Targets must be non-negative (checked by
+    the estimator). ``P`` may alias ``Z``.
+    """
+    n, C = Z.shape
+    total = 0.0
+    zero = Z.dtype.type(0)
+    for i in prange(n):
+        w = sw[i] * scale
+        dev = zero
+        for c in range(C):
+            z = Z[i, c]
+            y = Y[i, c]
+            mu = np.exp(z)
+            d = mu - y
+            if y > 0:
+                d += y * (np.log(y) - z)
+            dev += d
+            P[i, c] = mu
+            dZ[i, c] = w * (mu - y)  # (n, C)
+        total += w * dev
+    return total
+
+
+exp_poisson_deviance_serial, exp_poisson_deviance = serial_and_parallel(_exp_poisson_deviance)
+
+
 # -------------------------------------------------------------------- backward
 def _bias_grad(G, out):
     """out = column sums of G.

@@ -4,12 +4,19 @@ This module is the test oracle and the benchmark baseline, so it stays obvious:
 one line per node, the names of ``docs/backprop.md``::
 
     H0 = X W1        H1 = H0 + b1      H2 = act(H1)
-    H3 = H2 W2       Z  = H3 + b2      P  = softmax(Z)   (or sigmoid(Z))
+    H3 = H2 W2       Z  = H3 + b2      P  = softmax(Z)   (or sigmoid(Z), Z, exp(Z))
     L  = sum_i s_i CE(P_i, Y_i) / S + alpha / (2 S) (|W1|^2 + |W2|^2)
 
 where ``s`` are the sample weights (all ones by default) and ``S = sum(s)``, so
 that without weights ``S = n`` and ``L`` is the mean cross-entropy plus the L2
-penalty. The same definitions as scikit-learn's ``MLPClassifier``.
+penalty. The same definitions as scikit-learn's ``MLPClassifier``. For
+regression (``MLPRegressor``) the output is the identity with the half squared
+error ``0.5 sum_c (z_c - y_c)^2`` per sample, or exp with the half Poisson
+deviance ``sum_c y_c log(y_c / mu_c) - y_c + mu_c``, ``mu = exp(z)``. Each output
+is the canonical link of its loss, so ``dZ = (P - Y) s / S`` in all four cases.
+(scikit-learn reports the squared error divided by the number of outputs but
+follows the gradient of the sum; this reference keeps loss and gradient
+consistent, and the solver divides the figure it reports.)
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
-OUTPUTS = ("softmax", "logistic")
+OUTPUTS = ("softmax", "logistic", "identity", "exp")
 
 
 def activation_forward(H1, activation="relu"):
@@ -68,6 +75,37 @@ def cross_entropy(Z, Y, output="softmax"):
     raise ValueError(f"unknown output {output!r}")
 
 
+def sample_loss(Z, Y, output="softmax"):
+    """Per-sample loss of the outputs ``Z`` against targets ``Y``, shape (n,).
+
+    The cross-entropy for 'softmax' and 'logistic' (:func:`cross_entropy`), the
+    half squared error summed over outputs for 'identity', the half Poisson
+    deviance summed over outputs for 'exp' (``0 log 0 = 0``).
+    """
+    if output in ("softmax", "logistic"):
+        return cross_entropy(Z, Y, output)
+    if output == "identity":
+        return 0.5 * ((Z - Y) ** 2).sum(axis=1)
+    if output == "exp":
+        # y log(y / mu) - y + mu with mu = exp(z), as y (log y - z) - y + mu
+        ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1)), 0)
+        return (ylogy - Y * Z - Y + np.exp(Z)).sum(axis=1)
+    raise ValueError(f"unknown output {output!r}")
+
+
+def output_activation(Z, output="softmax"):
+    """Apply the output activation: softmax, sigmoid, identity or exp."""
+    if output == "softmax":
+        return softmax(Z)
+    if output == "logistic":
+        return 1 / (1 + np.exp(-Z))
+    if output == "identity":
+        return Z.copy()
+    if output == "exp":
+        return np.exp(Z)
+    raise ValueError(f"unknown output {output!r}")
+
+
 def forward(X, W1, b1, W2, b2, activation="relu", output="softmax"):
     """Return every node of the forward pass as a dict ``H0 H1 H2 H3 Z P``."""
     H0 = X @ W1  # (n, H)
@@ -75,7 +113,7 @@ def forward(X, W1, b1, W2, b2, activation="relu", output="softmax"):
     H2 = activation_forward(H1, activation)  # (n, H)
     H3 = H2 @ W2  # (n, C)
     Z = H3 + b2  # (n, C)
-    P = softmax(Z) if output == "softmax" else 1 / (1 + np.exp(-Z))  # (n, C)
+    P = output_activation(Z, output)  # (n, C)
     return {"H0": H0, "H1": H1, "H2": H2, "H3": H3, "Z": Z, "P": P}
 
 
@@ -103,9 +141,10 @@ def forward_backward(
     out = forward(X, W1, b1, W2, b2, activation, output)
     H1, H2, Z, P = out["H1"], out["H2"], out["Z"], out["P"]
     penalty = alpha / (2 * S) * ((W1**2).sum() + (W2**2).sum())
-    out["loss"] = (s * cross_entropy(Z, Y, output)).sum() / S + penalty
+    out["loss"] = (s * sample_loss(Z, Y, output)).sum() / S + penalty
 
-    # Softmax + cross-entropy (and sigmoid + binary cross-entropy) fuse to P - Y.
+    # Softmax + cross-entropy (and sigmoid + binary cross-entropy, identity +
+    # squared error, exp + Poisson deviance: each a canonical link) fuse to P - Y.
     dZ = (P - Y) * (s / S)[:, None]  # (n, C)
     dH3 = dZ  # Z = H3 + b2: identity in H3
     db2 = dZ.sum(axis=0)  # (C,)  b2 was broadcast over the n rows
@@ -129,7 +168,7 @@ def loss(X, Y, W1, b1, W2, b2, alpha=0.0, sample_weight=None, activation="relu",
     S = s.sum()
     Z = forward(X, W1, b1, W2, b2, activation, output)["Z"]
     penalty = alpha / (2 * S) * ((W1**2).sum() + (W2**2).sum())
-    return (s * cross_entropy(Z, Y, output)).sum() / S + penalty
+    return (s * sample_loss(Z, Y, output)).sum() / S + penalty
 
 
 def batches(n, batch_size, order):

@@ -6,8 +6,12 @@ workspace, runs the forward pass, the fused loss and ``dZ``, the backward pass
 and the parameter updates, and returns the epoch's mean loss: no Python runs
 per batch and nothing is allocated per batch.
 
-The update rules, the L2 penalty and the loss are scikit-learn's
-(``MLPClassifier``), so an epoch here changes the weights as one there does.
+The update rules, the L2 penalty and the losses are scikit-learn's
+(``MLPClassifier``, ``MLPRegressor``), so an epoch here changes the weights as
+one there does. The output layer and its loss are one code (``output``):
+softmax or logistic with the log-loss (classification), identity with the half
+squared error or exp with the half Poisson deviance (regression); each pairs an
+activation with its canonical loss, so ``dZ = scale * sw (P - Y)`` in all four.
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ import contextlib
 
 import numpy as np
 
+from . import _jit
 from . import kernels as K
 from ._blas import blas_threads, counts_matter
-from . import _jit
 from ._jit import jit, specialize
 
 SGD, ADAM = 0, 1
-SOFTMAX, LOGISTIC_OUTPUT = 0, 1
-OUTPUT_CODES = {"softmax": SOFTMAX, "logistic": LOGISTIC_OUTPUT}
+# Output codes, named after scikit-learn's ``out_activation_``
+SOFTMAX, LOGISTIC_OUTPUT, IDENTITY_OUTPUT, EXP_OUTPUT = 0, 1, 2, 3
+OUTPUT_CODES = {
+    "softmax": SOFTMAX, "logistic": LOGISTIC_OUTPUT, "identity": IDENTITY_OUTPUT,
+    "exp": EXP_OUTPUT,
+}
 
 
 class Workspace:
@@ -175,13 +183,7 @@ def _loss_and_grads(
     dZ = dZa[:n]
     dH1 = dH1a[:n]
     _forward(X, W1, b1, W2, b2, activation, H1, H2, Z)
-    # The loss kernels overwrite Z with P (P aliases Z): Z is not needed again.
-    # Serial on purpose: O(n C) work, and a parallel sum would allocate its
-    # per-thread reduction array on every batch.
-    if output == SOFTMAX:
-        loss = K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
-    else:
-        loss = K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
+    loss = _output_loss(Z, Y, sw, scale, output, dZ)  # P overwrites Z
     reg, penalty = _l2_terms(W1, W2, alpha, scale, fold_l2)
     loss += penalty
     # dZ -> db2, dW2 = H2ᵀ dZ + reg W2, dH1 = (dZ W2ᵀ) * act'(H1) fused
@@ -245,10 +247,7 @@ def _loss_and_grads_t(
         K.matmul_nt_serial(X, rows, W1t, b1, H1)
         K.activation_forward_serial(H1, activation, H2)
         K.matmul_nt_serial(H2, in_order, W2t, b2, Z)
-    if output == SOFTMAX:
-        loss = K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
-    else:
-        loss = K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
+    loss = _output_loss(Z, Y, sw, scale, output, dZ)  # P overwrites Z
     reg, penalty = _l2_terms(W1t, W2t, alpha, scale, fold_l2)
     loss += penalty
     K.bias_grad_serial(dZ, gb2)
@@ -269,6 +268,27 @@ def _loss_and_grads_t(
         K.add_scaled(gW2t, reg, W2t)
         K.add_scaled(gW1t, reg, W1t)
     return loss
+
+
+@jit
+def _output_loss(Z, Y, sw, scale, output, dZ):
+    """Output activation, loss and ``dZ`` of a batch for the output code ``output``.
+
+    The kernels overwrite Z with P (P aliases Z): Z is not needed again.
+    Serial on purpose: O(n C) work, and a parallel sum would allocate its
+    per-thread reduction array on every batch.
+    """
+    if output == SOFTMAX:
+        return K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
+    if output == LOGISTIC_OUTPUT:
+        return K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
+    if output == IDENTITY_OUTPUT:
+        # scikit-learn's squared_error averages over the C outputs, while its
+        # gradient is that of the sum (``_backprop``: deltas = pred - y for every
+        # loss). So the loss is divided by C and dZ is not: loss_ and the
+        # weights (L-BFGS's line searches included) are MLPRegressor's.
+        return K.identity_squared_error_serial(Z, Y, sw, scale, Z, dZ) / Z.shape[1]
+    return K.exp_poisson_deviance_serial(Z, Y, sw, scale, Z, dZ)
 
 
 @jit
@@ -550,7 +570,10 @@ def _all_finite(X):
 
 
 def _forward_proba(X, W1, b1, W2, b2, activation, output, block, argmax, check):
-    """Return ``(P, labels)``: probabilities, or with ``argmax`` each row's best index.
+    """Return ``(P, labels)``: outputs, or with ``argmax`` each row's best index.
+
+    ``P`` is the output activation of Z: probabilities (softmax, logistic), Z
+    itself (identity) or exp(Z) (the Poisson mean).
 
     The unused one of the two has no rows; with ``check`` and a non-finite entry
     in ``X``, both have none. Buffers are allocated here once, none per block.
@@ -591,7 +614,7 @@ def _forward_proba(X, W1, b1, W2, b2, activation, output, block, argmax, check):
                     s += e
                 for c in range(C):
                     Zm[i, c] /= s
-        else:
+        elif output == LOGISTIC_OUTPUT:
             one = Zm.dtype.type(1)
             for i in range(m):
                 for c in range(C):
@@ -601,6 +624,11 @@ def _forward_proba(X, W1, b1, W2, b2, activation, output, block, argmax, check):
                     else:
                         e = np.exp(z)
                         Zm[i, c] = e / (one + e)
+        elif output == EXP_OUTPUT:  # Poisson regression: the mean is exp(Z)
+            for i in range(m):
+                for c in range(C):
+                    Zm[i, c] = np.exp(Zm[i, c])
+        # IDENTITY_OUTPUT: the outputs Z are the predictions
     if argmax:
         return out[:0], labels
     return out, labels
@@ -610,7 +638,10 @@ def forward_proba(
     X, params, *, activation="relu", output="softmax", block=1024, use_blas=True, parallel=False,
     blas_threads=None, argmax=False, check_finite=False,
 ):
-    """Output probabilities ``P`` of shape (n_samples, n_outputs), in blocks of rows.
+    """Output activations ``P`` of shape (n_samples, n_outputs), in blocks of rows.
+
+    Probabilities for 'softmax' and 'logistic', the predictions for 'identity'
+    and 'exp' (regression).
 
     With ``argmax=True``, return instead the index of each row's largest output
     (int64, shape (n_samples,)): the predicted class of a softmax model, found
