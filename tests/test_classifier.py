@@ -901,3 +901,142 @@ def test_class_weight_times_sample_weight_overflowing_the_dtype_refused(digits_s
         est.fit(X, yb, sample_weight=np.full(len(yb), 1e20))
     with pytest.raises(NotFittedError):
         check_is_fitted(est)
+
+
+# ------------------------------------------------- parity fixes (issue 12)
+def test_partial_fit_takes_sample_weight_third_as_mlpclassifier(digits_small):
+    X, y = digits_small
+    sw = np.random.default_rng(0).uniform(0.5, 1.5, size=y.size)
+    classes = np.unique(y)
+    kw = dict(hidden_units=8, random_state=0, dtype=np.float64, shuffle=False)
+    positional = TwoLayerClassifier(**kw).partial_fit(X, y, sw, classes)
+    keywords = TwoLayerClassifier(**kw).partial_fit(X, y, sample_weight=sw, classes=classes)
+    _assert_same_weights(positional, keywords, rtol=0, atol=0)
+    unweighted = TwoLayerClassifier(**kw).partial_fit(X, y, classes=classes)
+    assert not np.allclose(positional.coefs_[0], unweighted.coefs_[0])
+    mlp = MLPClassifier(hidden_layer_sizes=(8,), random_state=0, shuffle=False)
+    mlp.partial_fit(X, y, sw, classes)
+    _assert_same_weights(positional, mlp, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_verbose_prints_mlpclassifiers_lines(early_stopping, digits_small, capsys):
+    X, y = digits_small
+    yb = (y > 4).astype(int)  # binary: the early-stopping split is the same too
+    mlp, ours = _pair(dict(solver="sgd", verbose=True, early_stopping=early_stopping,
+                           tol=0.5, n_iter_no_change=2), max_iter=20)
+    _fit_quiet(mlp, X, yb)
+    theirs = capsys.readouterr().out
+    _fit_quiet(ours, X, yb)
+    out, err = capsys.readouterr()
+    assert re.match(r"Iteration 1, loss = \d\.\d{8}\n", out)
+    assert ("Validation score: " in out) is early_stopping
+    assert "consecutive epochs. Stopping." in out
+    assert out == theirs  # line for line, digit for digit
+    assert err == ""
+
+
+def test_early_stopping_split_is_mlpclassifiers(digits_small):
+    X, y = digits_small
+    # binary with a class of one member: scikit-learn's stratified split refuses it
+    y_one = np.zeros(len(y), dtype=int)
+    y_one[7] = 1
+    message = ("The least populated classes in y have only 1 member, which is too few. The "
+               "minimum number of groups for any class cannot be less than 2. Classes with too "
+               "few members are: ['True']")
+    for est in (MLPClassifier(early_stopping=True, max_iter=2),
+                TwoLayerClassifier(early_stopping=True, max_iter=2)):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            est.fit(X, y_one)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
+    # multiclass: not stratified, as in MLPClassifier, so a one-member class is
+    # fine and the split, the scores and the restored weights are the same
+    y_multi = y.copy()
+    y_multi[y_multi == 9] = 8
+    y_multi[3] = 9
+    mlp, ours = _pair(dict(solver="sgd", early_stopping=True, learning_rate_init=0.1,
+                           n_iter_no_change=3), max_iter=30)
+    _fit_quiet(mlp, X, y_multi)
+    _fit_quiet(ours, X, y_multi)
+    assert ours.validation_scores_ == mlp.validation_scores_
+    assert ours.n_iter_ == mlp.n_iter_
+    _assert_same_weights(ours, mlp, rtol=1e-10, atol=1e-14)
+
+
+def test_non_finite_loss_with_early_stopping_restores_best_weights(digits_small):
+    X, y = digits_small
+    seen = []
+
+    def blow_up(est, info):
+        seen.append(copy.deepcopy(_params(est)))
+        if info["epoch"] == 3:  # the next epoch's loss is not finite
+            est.coefs_[1][...] = np.inf
+
+    est = TwoLayerClassifier(hidden_units=8, solver="sgd", learning_rate_init=0.1,
+                             early_stopping=True, max_iter=20, random_state=0,
+                             callbacks=[blow_up], dtype=np.float64)
+    with pytest.warns(ConvergenceWarning, match="Training diverged at epoch 4 .* restored"):
+        est.fit(X, y)
+    assert est.n_iter_ == 4 and len(est.loss_curve_) == 4
+    assert not np.isfinite(est.loss_curve_[-1])
+    best = int(np.argmax(est.validation_scores_[:3]))
+    for p, q in zip(_params(est), seen[best], strict=True):
+        assert_array_equal(p, q)
+    assert est.loss_ == est.loss_curve_[best]
+    assert est.best_validation_score_ == est.validation_scores_[best]
+    assert np.isfinite(est.predict_proba(X)).all()  # a usable model
+    # without early stopping: the ValueError and the roll-back of before
+    est = TwoLayerClassifier(hidden_units=8, solver="sgd", learning_rate_init=0.1,
+                             max_iter=20, random_state=0, callbacks=[blow_up])
+    with pytest.raises(ValueError, match="Training diverged at epoch 4"):
+        est.fit(X, y)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
+
+
+def test_partial_fit_classes_on_hand_set_weights(digits_small):
+    # scikit-learn's test_fit sets the weights by hand, then calls
+    # partial_fit(..., classes=...): classes_ comes from `classes`
+    X, y = digits_small
+    est = TwoLayerClassifier(hidden_units=2, solver="sgd", dtype=np.float64)
+    est.coefs_ = [np.full((64, 2), 0.01), np.full((2, 1), 0.1)]
+    est.intercepts_ = [np.zeros(2), np.zeros(1)]
+    est.n_features_in_ = 64
+    yb = np.where(y > 4, "big", "small")
+    est.partial_fit(X, yb, classes=["small", "big"])
+    assert_array_equal(est.classes_, ["big", "small"])
+    assert (est.out_activation_, est.n_outputs_) == ("logistic", 1)
+    assert set(est.predict(X)) <= {"big", "small"}
+    # weights set by hand for another number of outputs are refused, naming both
+    est = TwoLayerClassifier(hidden_units=2, solver="sgd")
+    est.coefs_ = [np.full((64, 2), 0.01), np.full((2, 1), 0.1)]
+    est.intercepts_ = [np.zeros(2), np.zeros(1)]
+    est.n_features_in_ = 64
+    with pytest.raises(ValueError, match="y has 10 outputs but the fitted coefs_ have 1"):
+        est.partial_fit(X, y, classes=np.arange(10))
+    assert "classes_" not in est.__dict__
+
+
+def test_loss_attribute_and_hidden_layer_sizes_message():
+    assert TwoLayerClassifier().loss == MLPClassifier().loss == "log_loss"
+    assert "loss" not in TwoLayerClassifier().get_params()
+    with pytest.raises(TypeError, match=re.escape(
+            "TwoLayerClassifier has one hidden layer: pass hidden_units=k instead of "
+            "hidden_layer_sizes=(k,) (got hidden_layer_sizes=(50,))")):
+        TwoLayerClassifier(hidden_layer_sizes=(50,))
+
+
+def test_save_and_load_model_from_the_package(digits_small, tmp_path):
+    import fastmlp
+
+    assert {"load_model", "save_model", "TwoLayerRegressor"} <= set(fastmlp.__all__)
+    from fastmlp import load_model, save_model
+
+    X, y = digits_small
+    est = _fit_quiet(TwoLayerClassifier(hidden_units=8, max_iter=3, random_state=0,
+                                        early_stopping=True, verbose="progress"), X, y)
+    back = load_model(save_model(est, tmp_path / "m.npz"))
+    assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    assert back.get_params() == est.get_params()
+    assert back.validation_scores_ == est.validation_scores_
