@@ -100,6 +100,20 @@ def _hidden_units_not_layer_sizes(init):
     return __init__
 
 
+class _OptimizerState(dict):
+    """The optimizer's state, a dict of ``solver``, ``arrays``, ``step`` and ``learning_rate``.
+
+    ``arrays`` come from ``solvers.init_optimizer_state``; ``learning_rate`` is
+    also an attribute, as on scikit-learn's ``SGDOptimizer``
+    (``est._optimizer.learning_rate``).
+    """
+
+    @property
+    def learning_rate(self):
+        """The current step size."""
+        return self["learning_rate"]
+
+
 class BaseTwoLayer(BaseEstimator):
     """Base of the two-layer estimators. Do not use it directly.
 
@@ -442,8 +456,8 @@ class BaseTwoLayer(BaseEstimator):
         )
         if fresh:
             arrays = solvers.init_optimizer_state(params, self.solver)
-            return {"solver": self.solver, "arrays": arrays, "step": 0,
-                    "learning_rate": float(self.learning_rate_init)}
+            return _OptimizerState(solver=self.solver, arrays=arrays, step=0,
+                                   learning_rate=float(self.learning_rate_init))
         # private copies: a failed call must leave the saved state untouched
         if self.solver == "adam":
             arrays = tuple(a.copy() for a in old["arrays"])
@@ -451,27 +465,28 @@ class BaseTwoLayer(BaseEstimator):
             v = tuple(a.copy() for a in old["arrays"][:4])
             arrays = v + v
         lr = old["learning_rate"] if incremental else float(self.learning_rate_init)
-        return {"solver": self.solver, "arrays": arrays, "step": old["step"],
-                "learning_rate": lr}
+        return _OptimizerState(solver=self.solver, arrays=arrays, step=old["step"],
+                               learning_rate=lr)
 
     def _split_validation(self, X, Y, sw, idx, rng):
-        n = X.shape[0]
-        n_val = math.ceil(self.validation_fraction * n)
-        if n_val < 2 or n - n_val < 1:
-            raise ValueError(
-                "The validation set is too small. Increase 'validation_fraction' or the size "
-                f"of your dataset (n_samples={n}, validation_fraction={self.validation_fraction})."
-            )
         # imported here: sklearn.model_selection (with sklearn.metrics) is only needed
         # for early stopping and would add ~0.1 s to every `import fastmlp`
         from sklearn.model_selection import train_test_split
 
+        # split first, then check the size, as MLPClassifier: a split that cannot
+        # be stratified gives train_test_split's own error
         arrays = [X, Y, sw] + ([idx] if idx is not None else [])
         parts = train_test_split(
             *arrays, random_state=rng, test_size=self.validation_fraction,
             stratify=self._stratify(Y, idx),
         )
         train, val = parts[0::2], parts[1::2]
+        if val[0].shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' or the size "
+                f"of your dataset (n_samples={X.shape[0]}, validation_fraction="
+                f"{self.validation_fraction})."
+            )
         return train, val
 
     def _fit_stochastic(self, X, Y, sw, idx, params, rng, first_pass, incremental):
@@ -557,9 +572,16 @@ class BaseTwoLayer(BaseEstimator):
                 if diverged and not (early_stopping and best_known):
                     # without early stopping there are no best weights to go back to
                     # (nor with it before an epoch ended with a finite loss)
+                    if all(np.isfinite(p).all() for p in params):
+                        raise ValueError(
+                            f"Training diverged at epoch {self.n_iter_}: the loss is {loss}. "
+                            "Lower learning_rate_init or scale the input features."
+                        )
                     raise ValueError(
-                        f"Training diverged at epoch {self.n_iter_}: the loss is {loss}. Lower "
-                        "learning_rate_init or scale the input features."
+                        "Solver produced non-finite parameter weights. The input data may "
+                        "contain large values and need to be preprocessed, or "
+                        f"learning_rate_init is too high (the loss is {loss} at epoch "
+                        f"{self.n_iter_})."
                     )
                 self.loss_ = float(loss)
                 self.t_ += n

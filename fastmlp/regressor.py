@@ -23,6 +23,7 @@ from ._base import BaseTwoLayer, _check_solver, _hidden_units_not_layer_sizes
 __all__ = ["TwoLayerRegressor"]
 
 _OUTPUTS = {"squared_error": "identity", "poisson": "exp"}
+_FLOAT32 = np.dtype(np.float32)
 
 
 class TwoLayerRegressor(RegressorMixin, BaseTwoLayer):
@@ -157,8 +158,9 @@ class TwoLayerRegressor(RegressorMixin, BaseTwoLayer):
     Notes
     -----
     Sparse ``X`` is accepted and converted once to a dense array of the working
-    dtype. Predictions are in the working dtype (float32 by default), where
-    ``MLPRegressor`` predicts in the dtype of ``X``.
+    dtype. Predictions are computed in the working dtype (float32 by default)
+    and returned in the dtype of ``X`` like ``MLPRegressor``'s (float32 for
+    float32 input, else float64).
 
     Examples
     --------
@@ -228,6 +230,7 @@ class TwoLayerRegressor(RegressorMixin, BaseTwoLayer):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True  # 2-D y: one output unit per column
+        tags.target_tags.positive_only = self.loss == "poisson"
         return tags
 
     # ------------------------------------------------------------- targets
@@ -346,7 +349,12 @@ class TwoLayerRegressor(RegressorMixin, BaseTwoLayer):
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            Predicted values, in the working dtype (1-D for a single target).
+            Predicted values (1-D for a single target), computed in the working
+            dtype and returned in the float dtype of ``X`` (float64 for any other
+            input), as ``MLPRegressor`` returns them.
         """
         P = self._output(X)
+        dt = getattr(X, "dtype", None)
+        if dt is not _FLOAT32:
+            P = P.astype(np.float64, copy=False)
         return P[:, 0] if P.shape[1] == 1 else P

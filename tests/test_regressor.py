@@ -118,14 +118,15 @@ def test_loss_kernel_gradient_is_central_differences(output):
     assert_allclose(dZ, num, rtol=1e-7, atol=1e-10)
 
 
-@pytest.mark.parametrize("output", ["identity", "exp"])
+@pytest.mark.parametrize("output", ["identity", "exp", "softmax", "logistic"])
 @pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
 def test_full_batch_gradient_is_central_differences(output, activation, make_problem):
-    # solvers.loss_and_grads through the new output codes, against finite
-    # differences of the reference loss (scikit-learn's test_gradient, kept
-    # consistent: the identity loss here is the sum over outputs, see below)
+    # solvers.loss_and_grads through every output code, against finite
+    # differences of the reference loss: scikit-learn's test_gradient, which the
+    # port skips as it calls MLPClassifier's private _loss_grad_lbfgs (the
+    # identity loss differentiated is the sum over outputs, see below)
     p = make_problem(9, 5, 4, 2, seed=1)
-    Y = np.abs(p.Y + 0.3 * p.X[:, :2]) if output == "exp" else p.X[:, :2] * 2 + 0.5
+    Y = {"exp": np.abs(p.Y + 0.3 * p.X[:, :2]), "identity": p.X[:, :2] * 2 + 0.5}.get(output, p.Y)
     Y = np.ascontiguousarray(Y)
     sw = np.linspace(0.5, 1.5, 9)
     X = p.X
@@ -190,11 +191,11 @@ def _pair(settings, max_iter, hidden=16, **extra):
 
 
 @pytest.mark.parametrize("case", list(PARITY_CASES))
-@pytest.mark.parametrize("target", ["single", "multi", "poisson"])
+@pytest.mark.parametrize("target", ["single", "multi", "poisson", "poisson-multi"])
 def test_one_epoch_changes_weights_as_mlpregressor(case, target, diabetes, multi_targets):
     X, y = diabetes
-    loss = "poisson" if target == "poisson" else "squared_error"
-    yy = multi_targets if target == "multi" else y
+    loss = "poisson" if target.startswith("poisson") else "squared_error"
+    yy = {"multi": multi_targets, "poisson-multi": np.abs(multi_targets)}.get(target, y)
     mlp, ours = _pair(PARITY_CASES[case], max_iter=1, loss=loss)
     with pytest.warns(ConvergenceWarning):
         mlp.fit(X, yy)
@@ -304,7 +305,11 @@ def test_float32_default_fits_and_predicts_in_float32(diabetes):
                                        random_state=0), X, y)
     f64 = _fit_quiet(TwoLayerRegressor(hidden_units=16, max_iter=30, learning_rate_init=0.01,
                                        random_state=0, dtype="float64"), X, y)
-    assert reg.coefs_[0].dtype == np.float32 and reg.predict(X).dtype == np.float32
+    assert reg.coefs_[0].dtype == np.float32
+    # returned in X's float dtype, as MLPRegressor's predictions
+    assert reg.predict(X).dtype == np.float64
+    assert reg.predict(X.astype(np.float32)).dtype == np.float32
+    assert reg.predict(X.tolist()).dtype == np.float64
     assert reg.predict(X).shape == (X.shape[0],)
     assert_allclose(reg.predict(X), f64.predict(X), rtol=1e-3, atol=1e-3)
     assert reg.score(X, y) == pytest.approx(r2_score(y, reg.predict(X)), rel=1e-6)
