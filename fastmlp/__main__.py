@@ -427,14 +427,42 @@ def cmd_train(args) -> int:
     """Train on the chosen data, print accuracies, save the model and the curves."""
     from .classifier import TwoLayerClassifier
     from .model_io import save_model
+    from .regressor import TwoLayerRegressor
 
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise CommandError("--plot needs matplotlib: pip install matplotlib "
                            "(or pip install 'fastmlp[plot]')")
     _check_writable("--output", args.output)
     _check_writable("--plot", args.plot)
-    data = _load_data(args.data, label_column=args.label_column, max_train=args.max_train,
-                      test_size=args.test_size, seed=args.seed)
+    task = args.task
+    try:
+        data = _load_data(args.data, label_column=args.label_column, max_train=args.max_train,
+                          test_size=args.test_size, seed=args.seed)
+    except ValueError as exc:  # a CSV label column of non-integer numbers: a float target
+        if task == "classification" or "non-integer numbers" not in str(exc):
+            raise
+        if not isinstance(args.label_column, int) or Path(args.data).suffix.lower() == ".npz":
+            raise CommandError(f"{exc}; regression on it needs a CSV file and a numeric "
+                               "--label-column") from None
+        from . import datasets
+
+        data = datasets.load_file(Path(args.data), label_column=None)
+        table = data.X_train
+        data.y_train = table[:, args.label_column].copy()
+        data.X_train = np.delete(table, args.label_column % table.shape[1], axis=1)
+        data = _split(data, args.test_size, args.seed)
+        if args.max_train is not None and args.max_train < data.X_train.shape[0]:
+            keep = np.random.default_rng(args.seed).permutation(data.X_train.shape[0])
+            keep = np.sort(keep[:args.max_train])
+            data.X_train, data.y_train = data.X_train[keep], data.y_train[keep]
+        if task == "auto":
+            print("task: regression (the target has non-integer numbers; "
+                  "--task classification refuses them)")
+        task = "regression"
+    regression = task == "regression"
+    if regression and (args.output is not None or args.plot is not None):
+        raise CommandError("--output and --plot are for classifiers for now: fastmlp.model_io "
+                           "saves TwoLayerClassifier only")
     dtype = np.dtype(args.dtype)
     X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
     X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
@@ -443,14 +471,16 @@ def cmd_train(args) -> int:
     lr = args.lr if args.lr is not None else (0.01 if args.solver == "sgd" else 0.001)
     batch = min(args.batch_size, X_train.shape[0])  # what fit would clip it to, warning
     progress = _Progress(args.epochs, quiet=args.quiet)
-    model = TwoLayerClassifier(
+    model = (TwoLayerRegressor if regression else TwoLayerClassifier)(
         hidden_units=args.hidden, solver=args.solver, learning_rate_init=lr,
         batch_size=batch, alpha=args.alpha, momentum=args.momentum,
         max_iter=args.epochs, random_state=args.seed, dtype=dtype.type,
         early_stopping=args.early_stopping, callbacks=[progress],
     )
+    target = "1 output (regression)" if regression else (
+        f"{np.unique(data.y_train).size} classes")
     print(f"training: {X_train.shape[1]} -> {args.hidden} ReLU -> "
-          f"{np.unique(data.y_train).size} classes, solver {args.solver}, lr {lr:g}, "
+          f"{target}, solver {args.solver}, lr {lr:g}, "
           f"batch {batch}, up to {args.epochs} epochs")
     start = time.perf_counter()
     _fit_quietly(model, X_train, data.y_train)
@@ -459,7 +489,8 @@ def cmd_train(args) -> int:
     test_acc = model.score(X_test, data.y_test)
     print(f"trained {model.n_iter_} epochs in {elapsed:.2f} s (includes Numba compilation or "
           "cache loading on a first run)")
-    print(f"train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f}")
+    what = "R²" if regression else "accuracy"
+    print(f"train {what} {train_acc:.4f}, test {what} {test_acc:.4f}")
     # the callbacks hold no state worth saving: drop them so the file records none
     model.set_params(callbacks=None)
     if args.output is not None:
@@ -751,6 +782,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on at most this many rows, a stratified choice (default: all)")
     p.add_argument("--early-stopping", action="store_true",
                    help="hold out 10%% for validation and keep the best epoch")
+    p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
+                   help="classification (TwoLayerClassifier) or regression (TwoLayerRegressor);"
+                   " auto: regression when a CSV label column holds non-integer numbers, "
+                   "saying so, else classification")
     p.add_argument("--output", "-o", type=Path, default=None,
                    help="save the model (.npz) (default: not saved)")
     p.add_argument("--plot", type=Path, default=None,
