@@ -32,8 +32,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from ._cli_types import int_at_least
 
 PROG = "fastmlp"
@@ -81,6 +79,7 @@ _seed = int_at_least(0, 2**32 - 1)
 
 
 def _positive_float(text: str) -> float:
+    import numpy as np
     try:
         value = float(text)
     except ValueError:
@@ -119,6 +118,7 @@ def _test_size(text: str) -> float | int:
 
 
 def _nonnegative_float(text: str) -> float:
+    import numpy as np
     try:
         value = float(text)
     except ValueError:
@@ -185,6 +185,7 @@ def _load_data(spec: str, *, label_column=-1, max_train=None, test_size=0.2, see
 
 def _split(data, test_size, seed):
     """Hold out ``test_size`` of a single-array file as its test split (stratified if possible)."""
+    import numpy as np
     from sklearn.model_selection import train_test_split
 
     _, counts = np.unique(data.y_train, return_counts=True)
@@ -316,6 +317,7 @@ def _numpy_epoch_function():
 
 def _numpy_seconds_per_epoch(X, y, model, args, epochs: int) -> tuple[float, str]:
     """Time ``epochs`` epochs of plain NumPy SGD with the same settings and start."""
+    import numpy as np
     epoch, name = _numpy_epoch_function()
     dt = X.dtype
     Y = np.zeros((X.shape[0], model.classes_.size), dtype=dt)
@@ -344,6 +346,8 @@ def _numpy_seconds_per_epoch(X, y, model, args, epochs: int) -> tuple[float, str
 
 def cmd_demo(args) -> int:
     """Train on Fashion-MNIST, report accuracy, seconds per epoch and the NumPy ratio."""
+    import numpy as np
+
     from . import datasets
     from .classifier import TwoLayerClassifier
 
@@ -395,6 +399,7 @@ def cmd_demo(args) -> int:
 # -------------------------------------------------------------------------- train
 def _plot(model, path: Path, title: str) -> None:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -425,6 +430,8 @@ def _plot(model, path: Path, title: str) -> None:
 
 def cmd_train(args) -> int:
     """Train on the chosen data, print accuracies, save the model and the curves."""
+    import numpy as np
+
     from .classifier import TwoLayerClassifier
     from .model_io import save_model
     from .regressor import TwoLayerRegressor
@@ -554,6 +561,7 @@ def _comparable_labels(y, model, pred, where):
     is a class of the model are refused: the wrong file, model or
     ``--label-column``, not an accuracy of 0.
     """
+    import numpy as np
     classes = np.asarray(model.classes_)
     if pred.ndim != 1:
         raise CommandError("the model is multilabel; evaluate compares one label per row")
@@ -577,6 +585,7 @@ def _comparable_labels(y, model, pred, where):
 
 def cmd_evaluate(args) -> int:
     """Print accuracy, the per-class report and the confusion matrix."""
+    import numpy as np
     from sklearn.metrics import classification_report, confusion_matrix
 
     model = _load_model(args.model)
@@ -601,21 +610,22 @@ def cmd_evaluate(args) -> int:
 
 
 # ---------------------------------------------------------------------- gradcheck
-def reference_activations() -> tuple[str, ...]:
-    """Return the hidden activations that ``TwoLayerClassifier`` and ``gradcheck`` accept."""
-    from .reference import ACTIVATIONS
-
-    return ACTIVATIONS
+# the hidden activations TwoLayerClassifier and gradcheck accept: reference.ACTIVATIONS,
+# written out so that building the parser (``--help``) imports no NumPy (a test
+# checks the two agree)
+ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 
 
 def _relative_error(a, b) -> float:
     """Return ``||a - b|| / (||a|| + ||b||)``, 0 when both are 0."""
+    import numpy as np
     den = np.linalg.norm(a) + np.linalg.norm(b)
     return 0.0 if den == 0 else float(np.linalg.norm(a - b) / den)
 
 
 def _central_difference(f, x, eps):
     """Gradient of the scalar ``f`` at ``x`` by (f(x + eps e_i) - f(x - eps e_i)) / (2 eps)."""
+    import numpy as np
     g = np.empty_like(x)
     flat, gflat = x.reshape(-1), g.reshape(-1)
     for i in range(flat.size):
@@ -634,6 +644,8 @@ def cmd_gradcheck(args) -> int:
 
     With ``--example``, print the hand-worked example of ``docs/backprop.md`` instead.
     """
+    import numpy as np
+
     from . import forward_backward, reference
     from .backprop import hand_example_text
 
@@ -825,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=_at_least_two, default=3, help="classes, C")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the random inputs, labels and weights")
-    p.add_argument("--activation", choices=reference_activations(), default="relu",
+    p.add_argument("--activation", choices=ACTIVATIONS, default="relu",
                    help="hidden activation, as in TwoLayerClassifier")
     p.add_argument("--alpha", type=_nonnegative_float, default=0.1, help="L2 penalty")
     p.add_argument("--eps", type=_positive_float, default=1e-6,

@@ -456,3 +456,21 @@ def test_closed_stdout_stops_quietly(blobs_model, monkeypatch, capsys):
     monkeypatch.undo()
     assert status == 1
     assert capsys.readouterr().err == ""  # no traceback, no "Broken pipe" error line
+
+
+def test_help_imports_no_numpy_and_knows_every_activation():
+    # --help builds the parser only: no NumPy, no Numba, no scikit-learn
+    import subprocess
+    import sys
+
+    from fastmlp import __main__ as cli
+    from fastmlp import reference
+
+    assert cli.ACTIVATIONS == reference.ACTIVATIONS
+    code = ("import sys; from fastmlp.__main__ import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('numpy', 'numba', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
