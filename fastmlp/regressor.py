@@ -23,7 +23,6 @@ from ._base import BaseTwoLayer, _check_solver, _hidden_units_not_layer_sizes
 __all__ = ["TwoLayerRegressor"]
 
 _OUTPUTS = {"squared_error": "identity", "poisson": "exp"}
-_FLOAT32 = np.dtype(np.float32)
 
 
 class TwoLayerRegressor(RegressorMixin, BaseTwoLayer):
@@ -158,9 +157,9 @@ class TwoLayerRegressor(RegressorMixin, BaseTwoLayer):
     Notes
     -----
     Sparse ``X`` is accepted and converted once to a dense array of the working
-    dtype. Predictions are computed in the working dtype (float32 by default)
-    and returned in the dtype of ``X`` like ``MLPRegressor``'s (float32 for
-    float32 input, else float64).
+    dtype. Predictions are in the working dtype (float32 by default; pass
+    ``dtype=np.float64`` for float64 ones), where ``MLPRegressor`` predicts in
+    the dtype of ``X``: a float32 prediction shows the precision it was made in.
 
     Examples
     --------
@@ -349,12 +348,7 @@ class TwoLayerRegressor(RegressorMixin, BaseTwoLayer):
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            Predicted values (1-D for a single target), computed in the working
-            dtype and returned in the float dtype of ``X`` (float64 for any other
-            input), as ``MLPRegressor`` returns them.
+            Predicted values (1-D for a single target), in the working dtype.
         """
         P = self._output(X)
-        dt = getattr(X, "dtype", None)
-        if dt is not _FLOAT32:
-            P = P.astype(np.float64, copy=False)
         return P[:, 0] if P.shape[1] == 1 else P
