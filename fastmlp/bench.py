@@ -781,6 +781,142 @@ def matmul_comparison(problem: Problem, repeats=5) -> list[dict]:
     return result
 
 
+# ------------------------------------------------------- the epoch, attributed
+def epoch_phases(problem: Problem, optimizer="sgd", repeats=5, settle_s=SETTLE_S) -> dict:
+    """Split one compiled epoch (:func:`fastmlp.solvers.run_epoch`) into its phases.
+
+    Each phase of :data:`fastmlp.solvers.EPOCH_PHASES` is timed alone over the
+    epoch's batches by ``solvers._epoch_phase`` (compiled: the batch loop running
+    only that phase), under the BLAS thread count the epoch uses; "Python around
+    the compiled epoch" is ``run_epoch`` with its compiled call replaced by a stub.
+    Whole epochs, every phase and the stub take turns, ``repeats`` rounds, so load
+    from other processes falls on all alike. Returns the medians and ranges, their
+    sum and the whole epoch's median (``sum_over_epoch`` near 1 means the phases
+    explain the epoch).
+    """
+    import types
+
+    from . import kernels as K
+
+    runner = FastmlpEpoch(problem, optimizer)
+    runner()  # warm-up: compiles or loads the epoch, fills the buffers with real values
+    kw = S.kernel_options(problem.batch_size, problem.X.shape[1], problem.hidden)
+    ws = runner.workspace
+    params = tuple(p.copy() for p in runner.params)  # the update phases change them
+    state = tuple(a.copy() for a in runner.state)
+    dt = problem.X.dtype.type
+    sw = runner.sample_weight
+
+    def phase_call(mask):
+        def call():
+            with S._compiled_call(True, False, kw["blas_threads"]):
+                S._epoch_phase(
+                    mask, problem.X, problem.Y, sw, params, state, ws.buffers, ws.tbuffers,
+                    ws.batch_size, np.uint64(1), S.ADAM if optimizer == "adam" else S.SGD,
+                    dt(LEARNING_RATE), dt(MOMENTUM), NESTEROV, dt(0.9), dt(0.999), dt(1e-8),
+                    runner.step, dt(ALPHA), K.RELU, S.SOFTMAX,
+                )
+        return call
+
+    stub = {key: types.SimpleNamespace(_epoch=lambda *a: (0.0, a[17])) for key in S._PATHS}
+
+    def python_only():
+        saved = S._PATHS
+        S._PATHS = stub
+        try:
+            runner()
+        finally:
+            S._PATHS = saved
+
+    k = len(S.EPOCH_PHASES)
+    every = (1 << k) - 1
+    names = list(S.EPOCH_PHASES) + ["Python around the compiled epoch"]
+    # per phase: alone, and the epoch replayed without it; then the whole replay
+    alone = [phase_call(1 << i) for i in range(k)] + [python_only]
+    without = [phase_call(every & ~(1 << i)) for i in range(k)]
+    calls = alone + without + [phase_call(every)]
+    for c in calls:
+        c()  # compile (first call) and warm
+    # wall time, and the process's CPU time (all its threads: with one BLAS thread
+    # it is the work itself, without the time other processes held the core)
+    epoch_s: list[tuple[float, float]] = []
+    samples: list[list[tuple[float, float]]] = [[] for _ in calls]
+
+    def timed(fn):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    for _ in range(repeats):
+        time.sleep(settle_s)
+        epoch_s.append(timed(runner))
+        for c, out in zip(calls, samples, strict=True):
+            out.append(timed(c))
+
+    def med(s, j=0):
+        return statistics.median(x[j] for x in s)
+
+    replay = med(samples[-1])
+    phase_s = samples[: k + 1]
+    rows = []
+    for n, s in zip(names, phase_s, strict=True):
+        wall = [w for w, _ in s]
+        row = {"phase": n, "median_s": statistics.median(wall), "min_s": min(wall),
+               "max_s": max(wall), "cpu_s": med(s, 1)}
+        if len(rows) < k:  # the epoch replayed without this phase, and what that saves
+            row["removed_s"] = replay - med(samples[k + 1 + len(rows)])
+        rows.append(row)
+    wall = [w for w, _ in epoch_s]
+    total = sum(r["median_s"] for r in rows)
+    epoch = statistics.median(wall)
+    cpu_total = sum(r["cpu_s"] for r in rows)
+    epoch_cpu = statistics.median(c for _, c in epoch_s)
+    return {
+        "workload": problem.name, "dtype": str(problem.dtype), "optimizer": optimizer,
+        "shape": problem.shape_label, "blas_threads": kw["blas_threads"], "phases": rows,
+        "sum_s": total, "epoch_s": epoch, "epoch_min_s": min(wall),
+        "epoch_max_s": max(wall), "sum_over_epoch": total / epoch,
+        "cpu_sum_s": cpu_total, "epoch_cpu_s": epoch_cpu, "replay_s": replay,
+        # fastest samples: on a busy machine the least disturbed estimate of the work
+        "sum_min_s": sum(r["min_s"] for r in rows),
+        "removed_sum_s": sum(r.get("removed_s", 0.0) for r in rows) + rows[-1]["median_s"],
+        "cpu_sum_over_epoch": cpu_total / epoch_cpu if epoch_cpu > 0 else float("nan"),
+    }
+
+
+def format_phases(ph: dict) -> str:
+    """Format :func:`epoch_phases`: each phase alone and removed, against the epoch."""
+    epoch, cpu = ph["epoch_s"], ph["epoch_cpu_s"]
+
+    def ms(x):
+        return "-" if x is None else f"{x * 1e3:.2f}"
+
+    lines = [
+        [r["phase"], ms(r["median_s"]), f"{ms(r['min_s'])}-{ms(r['max_s'])}",
+         f"{r['median_s'] / epoch:.0%}", ms(r["cpu_s"]), ms(r.get("removed_s"))]
+        for r in ph["phases"]
+    ]
+    lines.append(["sum of the phases", ms(ph["sum_s"]), "", f"{ph['sum_over_epoch']:.0%}",
+                  ms(ph["cpu_sum_s"]), ms(ph["removed_sum_s"])])
+    lines.append(["sum of the fastest samples", ms(ph["sum_min_s"]), "",
+                  f"{ph['sum_min_s'] / ph['epoch_min_s']:.0%} of the fastest epoch", "", ""])
+    lines.append(["the epoch replayed (every phase)", ms(ph["replay_s"]), "",
+                  f"{ph['replay_s'] / epoch:.0%}", "", ""])
+    lines.append(["whole epoch (run_epoch)", ms(epoch),
+                  f"{ms(ph['epoch_min_s'])}-{ms(ph['epoch_max_s'])}", "100%", ms(cpu), ""])
+    threads = ph["blas_threads"] or "the process's"
+    head = (
+        f"One {ph['workload']} {ph['dtype']} {ph['optimizer']} epoch by phase ({ph['shape']}, "
+        f"{threads} BLAS threads). alone: the phase run by itself over the epoch's batches "
+        "(median and range of wall time; CPU: the process's CPU time, all its threads); "
+        "removed: the replayed epoch's time less its time without the phase (what the "
+        "phase costs inside the epoch, cache effects included):"
+    )
+    return head + "\n" + _table(
+        ["phase", "alone ms", "range ms", "of epoch", "CPU ms", "removed ms"], lines
+    )
+
+
 # ------------------------------------------------------------------- predict
 def predict_latency(problem: Problem, fast, sklearn_model, fast_label, repeats=5) -> dict:
     """One-row ``predict`` and 10,000-row ``predict_proba`` medians for both models.
@@ -1096,6 +1232,7 @@ class Report:
     predict: list[dict] = field(default_factory=list)
     startup: dict | None = None
     threads: dict | None = None
+    phases: list[dict] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -1342,6 +1479,9 @@ def format_report(rep: Report) -> str:
                 ],
             )
         )
+    for ph in rep.phases:
+        out.append("")
+        out.append(format_phases(ph))
     if rep.predict:
         out.append("")
         out.append("Predict latency (medians):")
@@ -1656,6 +1796,10 @@ def run(args: argparse.Namespace, command: list[str]) -> Report:
                         }
                     )
                 rep.predict.append(_predict(problem, runners, args.repeats))
+                if wl == workloads[0] and dt == dtypes[0]:
+                    del runners  # the phases time on their own
+                    runners = []
+                    rep.phases.append(epoch_phases(problem, "sgd", args.repeats))
                 if not args.no_loops and not rep.matmul:
                     rep.matmul = {
                         "shape": problem.shape_label,

@@ -728,6 +728,104 @@ def _compiled_call(use_blas, parallel, n_blas, work=None):
         yield path(use_blas, parallel)
 
 
+# ------------------------------------------------------- the epoch, phase by phase
+# For the speed report (``bench.epoch_phases``): the BLAS path's batch loop with
+# only one of its phases run, over the same batches as :func:`_epoch`, so each
+# phase's share of an epoch is timed in compiled code. Compiled only when the
+# report asks for it (nothing a fit runs calls it).
+EPOCH_PHASES = (
+    "shuffle",
+    "gather X, Y, sw rows",
+    "GEMM X W1",
+    "bias + activation",
+    "GEMM H2 W2 (+ b2)",
+    "softmax + CE, dZ",
+    "bias grad db2",
+    "GEMM H2ᵀ dZ",
+    "dZ W2ᵀ + act' + db1 (fused)",
+    "GEMM Xᵀ dH1",
+    "update W1",
+    "update W2, b1, b2",
+    "batch bookkeeping (weights, step size, loss)",
+)
+
+
+@jit
+def _epoch_phase(
+    mask, X, Y, sw, params, state, ws, wt, batch_size, seed, optimizer, learning_rate,
+    momentum, nesterov, beta_1, beta_2, epsilon, step, alpha, activation, output,
+):
+    """Run the phases in ``mask`` (bit ``k``: :data:`EPOCH_PHASES` ``[k]``) of an epoch's batches.
+
+    The BLAS path's batch loop (the one :func:`_epoch` runs for the estimators'
+    large problems) with each phase behind its bit: one bit times a phase alone,
+    every bit replays the epoch, every bit but one removes a phase. The buffers
+    hold whatever the previous call left (the timings do not depend on the
+    values); the update phases change ``params`` and ``state``, so pass copies.
+    Returns a number the caller may ignore.
+    """
+    W1, b1, W2, b2 = params
+    Xb, Yb, swb, H1a, H2a, Za, dZa, dH1a, gW1, gb1, gW2, gb2, order = ws
+    W2t = wt[1]
+    n = X.shape[0]
+    acc = 0.0
+    if mask & 1:
+        for i in range(n):
+            order[i] = i
+        shuffle(order, seed)
+    sq = 0.0
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        m = stop - start
+        rows = order[start:stop]
+        Xm, Ym, swm = Xb[:m], Yb[:m], swb[:m]
+        H1, H2, Z, dZ, dH1 = H1a[:m], H2a[:m], Za[:m], dZa[:m], dH1a[:m]
+        scale = 1.0 / m
+        reg = alpha * scale
+        step_size = learning_rate
+        if mask & 2:
+            _gather_rows(Y, rows, Yb)
+            for r in range(m):
+                swb[r] = sw[rows[r]]
+            _gather_rows(X, rows, Xb)
+        if mask & 4:
+            K.linear_forward_blas(Xm, W1, b1[:0], H1)
+        if mask & 8:
+            K.bias_activation_forward_serial(H1, b1, activation, H1, H2)
+        if mask & 16:
+            K.linear_forward_blas(H2, W2, b2, Z)
+        if mask & 32:
+            acc += _output_loss(Z, Ym, swm, scale, output, dZ)
+        if mask & 64:
+            K.bias_grad_serial(dZ, gb2)
+        if mask & 128:
+            K.weight_grad_blas(H2, dZ, W2, reg * 0, gW2)
+        if mask & 256:
+            K.transpose_serial(W2, order[:0], W2t)
+            K.hidden_backward_bias_t(dZ, W2t, H1, H2, activation, dH1, gb1)
+        if mask & 512:
+            K.weight_grad_blas(Xm, dH1, W1, reg * 0, gW1)
+        hyper = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)
+        if mask & 1024:
+            sq = _update(optimizer, W1, gW1, state[0], state[4], hyper, reg)
+        if mask & 2048:
+            sq += _update(optimizer, W2, gW2, state[2], state[6], hyper, reg)
+            _update(optimizer, b1, gb1, state[1], state[5], hyper, reg * 0)
+            _update(optimizer, b2, gb2, state[3], state[7], hyper, reg * 0)
+        if mask & 4096:
+            wsum = 0.0
+            for r in range(m):
+                wsum += swm[r]
+            scale = 1.0 / wsum if wsum > 0 else 0.0
+            step += 1
+            if optimizer == ADAM:
+                step_size = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+            if alpha != 0:
+                acc += 0.5 * alpha * scale * sq
+            acc += step_size * wsum
+    return acc + sq
+
+
 # ------------------------------------------------------------ the compiled paths
 _PATHS = {
     (use_blas, parallel): specialize(

@@ -273,3 +273,42 @@ def test_issue_11_targets_from_startup_and_threads():
     assert (tp.status, tp.measured) == ("pass", "1.60x")
     text = bench.format_report(rep)
     assert "_epoch_blas_serial" in text and "every result equal to the serial one" in text
+
+
+def test_epoch_phases_plumbing(small64):
+    # every phase of the compiled epoch timed alone and removed, the Python
+    # around it, the sums and the whole epoch; timings are not judged here
+    ph = bench.epoch_phases(small64, "sgd", repeats=2, settle_s=0)
+    from fastmlp import solvers
+
+    names = [r["phase"] for r in ph["phases"]]
+    assert names == [*solvers.EPOCH_PHASES, "Python around the compiled epoch"]
+    assert all(r["median_s"] >= 0 and r["min_s"] <= r["max_s"] for r in ph["phases"])
+    assert all("removed_s" in r for r in ph["phases"][:-1])
+    assert ph["sum_s"] == pytest.approx(sum(r["median_s"] for r in ph["phases"]))
+    assert ph["epoch_s"] > 0 and ph["replay_s"] > 0 and ph["sum_over_epoch"] > 0
+    text = bench.format_phases(ph)
+    assert "sum of the phases" in text and "GEMM Xᵀ dH1" in text
+
+
+def test_epoch_phase_replay_trains_like_the_epoch(small64):
+    # every bit of the phase runner set: the same updates as the compiled epoch
+    import numpy as np
+
+    from fastmlp import kernels, solvers
+
+    p = small64
+    fast = bench.FastmlpEpoch(p, "sgd", shuffle=True, seed=5)
+    params = tuple(w.copy() for w in fast.params)
+    state = solvers.init_optimizer_state(params, "sgd")
+    ws = solvers.Workspace(400, 64, 100, 10, 200, np.float64)
+    fast()
+    dt = np.float64
+    solvers._epoch_phase(
+        (1 << len(solvers.EPOCH_PHASES)) - 1, p.X, p.Y, np.ones(400), params, state,
+        ws.buffers, ws.tbuffers, 200, np.uint64(5), solvers.SGD, dt(bench.LEARNING_RATE),
+        dt(bench.MOMENTUM), bench.NESTEROV, dt(0.9), dt(0.999), dt(1e-8), 0, dt(bench.ALPHA),
+        kernels.RELU, solvers.SOFTMAX,
+    )
+    for a, b in zip(params, fast.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
