@@ -33,6 +33,7 @@ readable version. Every kernel is tested against the NumPy reference.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -45,6 +46,74 @@ ACTIVATION_CODES = {"relu": RELU, "tanh": TANH, "logistic": LOGISTIC, "identity"
 # Width of a block of columns handled by one thread in column-parallel kernels:
 # 16 float32 or 8 float64 fill a 64-byte cache line, so threads never share one.
 _COLUMN_BLOCK = 16
+
+
+# ------------------------------------------------------------------ memory hints
+def _prefetch_python(a, j):
+    """Hint that ``a[j]`` will be read soon (plain Python: does nothing)."""
+
+
+if numba.config.DISABLE_JIT:
+    _prefetch = _prefetch_python
+else:
+    from llvmlite import ir
+    from numba.core import types as _types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _prefetch(typingctx, a, j):
+        """Hint that ``a[j]`` (a C-contiguous 1-D array) will be read soon.
+
+        LLVM's ``llvm.prefetch`` (read, keep in all cache levels): no effect on
+        the result, nothing loaded, no fault on any address.
+        """
+        if not isinstance(a, _types.Array) or a.ndim != 1 or not isinstance(j, _types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = builder.gep(ary.data, [args[1]])
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = builder.module.declare_intrinsic(
+                "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            )
+            builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0),
+                              ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return _types.void(a, j), codegen
+
+
+@jit
+def gather_rows(A, rows, out):
+    """``out[r] = A[rows[r]]`` for each ``r``: the rows of a shuffled minibatch.
+
+    .. math:: \\mathrm{out}_{r,:} = A_{\\mathrm{rows}_r,:}
+
+    An explicit loop over the columns (a slice assignment compiles Numba's
+    shape-error formatting: 14 s of a cold fit's compile events). The rows of a
+    shuffled batch lie anywhere in ``A`` (188 MB for Fashion-MNIST), so each
+    row's first cache lines would wait for memory: the row ``_GATHER_AHEAD``
+    ahead is prefetched, line by line, while this one is copied.
+    """
+    D = A.shape[1]
+    m = rows.shape[0]
+    step = max(1, 64 // A.itemsize)  # elements per 64-byte cache line
+    for r in range(m):
+        if r + _GATHER_AHEAD < m:
+            ahead = A[rows[r + _GATHER_AHEAD]]
+            for j in range(0, D, step):
+                _prefetch(ahead, j)
+        src = A[rows[r]]
+        dst = out[r]
+        for j in range(D):
+            dst[j] = src[j]
+
+
+# Rows prefetched ahead of the copy in gather_rows (2-16 measured alike on a
+# Fashion-MNIST epoch's batches; 0 rows ahead: about 20% slower).
+_GATHER_AHEAD = 4
 
 
 # --------------------------------------------------------------------------- forward

@@ -319,22 +319,8 @@ def _sum_squares(A):
     return sq
 
 
-@jit
-def _gather_rows(A, rows, out):
-    """``out[r] = A[rows[r]]`` for each ``r``: the rows of a shuffled minibatch.
-
-    An explicit loop over the columns. The slice assignment ``out[r, :] = A[i, :]``
-    compiled Numba's shape-mismatch error message with it: its string formatting
-    was 14 s of the 36 s of compile events in a cold first fit on digits (a busy
-    machine; 23 s without it). Issue 13's micro-benchmark also measured the
-    slice copy of a Fashion-MNIST epoch's batches at 3.3 GB/s, such a loop at 8.6.
-    """
-    D = A.shape[1]
-    for r in range(rows.shape[0]):
-        src = A[rows[r]]
-        dst = out[r]
-        for j in range(D):
-            dst[j] = src[j]
+# the minibatch gather: kernels.gather_rows (explicit loop, next rows prefetched)
+_gather_rows = K.gather_rows
 
 
 @jit

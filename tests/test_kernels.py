@@ -334,6 +334,22 @@ def test_transpose(rng, kernel, shape, dtype, gather):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (3, 1), (5, 37), (37, 13), (9, 800)])
+def test_gather_rows(rng, shape, dtype):
+    # rows anywhere in A, repeated, fewer than the prefetch distance or more;
+    # out has spare rows (a partial last batch) that stay untouched
+    m, D = shape
+    A = rand(rng, (m + 5, D), dtype)
+    rows = rng.integers(0, m + 5, m).astype(np.int64)
+    out = np.full((m + 2, D), np.nan, dtype)
+    K.gather_rows(A, rows, out)
+    assert_allclose(out[:m], A[rows], rtol=0, atol=0)
+    assert np.isnan(out[m:]).all()
+    K.gather_rows(A, rows[:0], out)  # no rows: nothing written
+    assert np.isnan(out[m:]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", MATMUL_SHAPES)
 @pytest.mark.parametrize("code", ACT_PARAMS)
 @pytest.mark.parametrize("kernel", pair("hidden_backward_t"))
@@ -439,6 +455,7 @@ def test_serial_twin_does_not_load_parallel_build_from_cache(tmp_path):
     assert done.stdout.strip() == "0", "the serial twin was served the parallel build's cache"
 
 
+# (the regression losses are tested against NumPy in tests/test_regressor.py)
 TESTED = set(
     """
     linear_forward linear_forward_serial linear_forward_blas relu_forward relu_forward_serial
@@ -449,7 +466,9 @@ TESTED = set(
     hidden_backward_serial weight_grad weight_grad_serial weight_grad_blas input_grad
     input_grad_serial input_grad_blas matmul_nt matmul_nt_serial transpose transpose_serial
     hidden_backward_t hidden_backward_t_serial hidden_backward_bias_t add_scaled
-    sgd_update adam_update
+    sgd_update adam_update gather_rows
+    identity_squared_error identity_squared_error_serial exp_poisson_deviance
+    exp_poisson_deviance_serial
     """.split()
 )
 
