@@ -52,13 +52,15 @@ dense (B, H) and (B, C) buffers of the graph after ``H1``.
 
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import numpy as np
 
-from . import _sparse
+from . import _jit, _sparse
 from . import kernels as K
 from . import kernels_sparse as KS
-from ._blas import single_blas_thread
+from ._blas import blas_threads, counts_matter
 from ._jit import specialize
 from .solvers import (
     ADAM,
@@ -431,6 +433,23 @@ def _chunks(parallel):
     return numba.get_num_threads() if parallel else 1
 
 
+@contextlib.contextmanager
+def _compiled_call(parallel, lazy, n_blas, work):
+    """Enter what a compiled call needs and yield its path, as ``solvers._compiled_call``.
+
+    The BLAS count is held only when the largest dense product (``work``
+    multiply-adds) is large enough for it to change the rounding; a parallel
+    path holds :data:`fastmlp._jit.PARALLEL_LOCK` (the workqueue layer aborts
+    when two Python threads launch parallel regions at once).
+    """
+    with contextlib.ExitStack() as stack:
+        if counts_matter(work):
+            stack.enter_context(blas_threads(n_blas))
+        if parallel:
+            stack.enter_context(_jit.PARALLEL_LOCK)
+        yield path(parallel, lazy)
+
+
 def _check_workspace(workspace, n, params, lazy):
     D, H = params[0].shape
     C = params[2].shape[1]
@@ -467,8 +486,8 @@ def run_epoch_sparse(
     shuffle=True,
     seed=0,
     use_blas=True,
-    parallel=True,
-    single_thread=True,
+    parallel=False,
+    blas_threads=None,
     lazy=False,
     check_input=True,
 ):
@@ -478,8 +497,9 @@ def run_epoch_sparse(
     meaning and the same batches for a seed, plus ``lazy`` (the lazy update of
     ``W1``, see the module's docstring) and ``check_input``. ``use_blas`` has no
     effect (the sparse products are Numba loops; the two small dense ones always
-    BLAS), ``parallel`` picks the threaded kernels, ``single_thread`` (the
-    default here) runs BLAS on the calling thread.
+    BLAS), ``parallel`` picks the threaded kernels, ``blas_threads`` is the BLAS
+    thread count held for the call (``None``: the process's own; held only when
+    a batch's dense products are large enough for it to matter).
 
     Parameters
     ----------
@@ -523,15 +543,16 @@ def run_epoch_sparse(
         bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon), int(step), dt(alpha),
         K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], _chunks(parallel),
     )
-    with single_blas_thread(single_thread):
-        total, new_step = path(parallel, lazy)._epoch_sparse(*args)
+    work = workspace.batch_size * params[2].size  # B x H x C, the largest dense product
+    with _compiled_call(parallel, lazy, blas_threads, work) as run:
+        total, new_step = run._epoch_sparse(*args)
     weight = float(sample_weight.sum())
     return total / weight if weight > 0 else float("nan"), new_step
 
 
 def loss_and_grads_sparse(
     data, indices, indptr, Y, sample_weight, params, workspace, *, alpha=0.0,
-    activation="relu", output="softmax", parallel=True, single_thread=True, check_input=True,
+    activation="relu", output="softmax", parallel=False, blas_threads=None, check_input=True,
 ):
     """Full-batch loss and gradients ``(loss, (gW1, gb1, gW2, gb2))`` on CSR ``X`` (L-BFGS).
 
@@ -548,8 +569,8 @@ def loss_and_grads_sparse(
     dt = data.dtype.type
     wsum = float(sample_weight.sum())
     rows = workspace.buffers[12][:0]  # every row, in order
-    with single_blas_thread(single_thread):
-        loss = path(parallel, False)._loss_and_grads_sparse(
+    with _compiled_call(parallel, False, blas_threads, n * W2.size) as run:
+        loss = run._loss_and_grads_sparse(
             data, indices, indptr, rows, Y, sample_weight, dt(1.0 / wsum), W1, b1, W2, b2,
             dt(alpha), K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], workspace.buffers,
             0, False, True, _chunks(parallel),
@@ -559,7 +580,7 @@ def loss_and_grads_sparse(
 
 def forward_proba_sparse(
     data, indices, indptr, params, *, activation="relu", output="softmax", block=1024,
-    parallel=True, argmax=False,
+    parallel=False, blas_threads=None, argmax=False,
 ):
     """Output probabilities (n_samples, n_outputs) of CSR ``X``, in blocks of rows.
 
@@ -570,10 +591,12 @@ def forward_proba_sparse(
     W1, b1, W2, b2 = params
     n = indptr.shape[0] - 1
     _check_arrays(data, indices, indptr, n, params, False)
-    P, labels = path(parallel and n > 1, False)._forward_proba_sparse(
-        data, indices, indptr, W1, b1, W2, b2, K.ACTIVATION_CODES[activation],
-        OUTPUT_CODES[output], max(1, int(block)), bool(argmax),
-    )
+    work = min(n, block) * W2.size
+    with _compiled_call(parallel and n > 1, False, blas_threads, work) as run:
+        P, labels = run._forward_proba_sparse(
+            data, indices, indptr, W1, b1, W2, b2, K.ACTIVATION_CODES[activation],
+            OUTPUT_CODES[output], max(1, int(block)), bool(argmax),
+        )
     return labels if argmax else P
 
 
