@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 import threading
 import time
 import warnings
@@ -29,7 +28,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import assert_all_finite, check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -37,6 +36,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import solvers
 from ._jit import thread_count
+from ._progress import NullProgress, Progress
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -419,28 +419,19 @@ class BaseTwoLayer(BaseEstimator):
         if self.verbose and self.verbose != "progress":
             print(line)
 
-    def _progress(self, loss, val_score, val_loss, elapsed):
-        """Write the redrawn progress line of ``verbose='progress'`` to stderr."""
-        if self.verbose != "progress":
-            return
-        width = 20
-        done = int(width * self.n_iter_ / self.max_iter)
-        line = (
-            f"epoch {self.n_iter_:>{len(str(self.max_iter))}}/{self.max_iter} "
-            f"[{'#' * done}{'.' * (width - done)}] loss {loss:.6f}"
-        )
-        if val_score is not None:
-            line += f" val_score {val_score:.4f} val_loss {val_loss:.6f}"
-        line += f" {elapsed:.1f}s"
-        if sys.stderr.isatty():
-            sys.stderr.write("\r" + line)
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+    def _progress_bar(self, total, unit="epoch"):
+        """Open the display of ``verbose='progress'`` (:class:`fastmlp._progress.Progress`).
 
-    def _progress_note(self, text):
-        if self.verbose == "progress":
-            sys.stderr.write(text)
+        On stderr, redrawn on a terminal, plain lines elsewhere; a no-op display for
+        any other ``verbose``. Close it in every case (it wraps ``warnings.showwarning``).
+        """
+        if self.verbose != "progress":
+            return NullProgress()
+        return Progress(total, unit=unit, score_name=self._score_name())
+
+    def _score_name(self):
+        """Name of the validation score in the progress display."""
+        return "val_accuracy" if is_classifier(self) else "val_r2"
 
     # -------------------------------------------------------- stochastic path
     def _optimizer_state(self, params, first_pass, incremental):
@@ -545,6 +536,8 @@ class BaseTwoLayer(BaseEstimator):
         start = time.perf_counter()
         self.n_iter_ = 0
         stop_reason = None
+        bar = self._progress_bar(1 if incremental else self.max_iter)
+        best_params, best_epoch = self.__dict__.get("_best_params"), None
         try:
             for _ in range(self.max_iter):
                 seed = rng.randint(np.iinfo(np.int64).max) if self.shuffle else 0
@@ -592,10 +585,12 @@ class BaseTwoLayer(BaseEstimator):
                     val_score, val_loss = self._validation_figures(Xv, Yv, swv, val_opts)
                     self._say(f"Validation score: {val_score:f}")
                     self._update_early_stopping(val_score, val_loss, params, not diverged)
+                    if self._best_params is not best_params:  # this epoch's weights kept
+                        best_params, best_epoch = self._best_params, self.n_iter_
                 else:
                     self._update_no_improvement(self.loss_curve_[-1], self.best_loss_)
                     self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
-                self._progress(self.loss_, val_score, val_loss, time.perf_counter() - start)
+                bar.update(self.n_iter_, self.loss_, val_score, val_loss)
                 if diverged:
                     stop_reason = "diverged"
                     break
@@ -610,7 +605,7 @@ class BaseTwoLayer(BaseEstimator):
                     stop_reason = "callback"
                     break
                 if self._no_improvement_count > self.n_iter_no_change:
-                    if self._trigger_stopping(opt):
+                    if self._trigger_stopping(opt, bar):
                         stop_reason = "converged"
                         break
                     self._no_improvement_count = 0
@@ -625,12 +620,22 @@ class BaseTwoLayer(BaseEstimator):
                     )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
-        self._progress_note("\n" if sys.stderr.isatty() else "")
+        except BaseException:
+            bar.close()  # the line finished and the warning hook gone, on any error
+            raise
         if stop_reason == "callback":
-            self._progress_note("Stopped by a callback.\n")
+            bar.note("Stopped by a callback.")
+        summary = None
         if early_stopping:
             for p, best in zip(params, self._best_params, strict=True):
                 p[...] = best  # restore the best weights, in place
+            if best_epoch is not None:
+                summary = (f"early stopping: restored the weights of epoch {best_epoch} "
+                           f"({self._score_name()} {self.best_validation_score_:.4f})")
+            else:
+                summary = ("early stopping: no epoch of this fit improved on the weights "
+                           "it started from; those were kept")
+        bar.close(summary)
         if stop_reason == "diverged":
             # the restored weights came out of the best epoch: report its loss
             self.loss_ = self._best_epoch_loss
@@ -668,7 +673,7 @@ class BaseTwoLayer(BaseEstimator):
             self._best_params = tuple(p.copy() for p in params)
             self._best_epoch_loss = self.loss_
 
-    def _trigger_stopping(self, opt):
+    def _trigger_stopping(self, opt, bar=None):
         """scikit-learn's ``trigger_stopping``: stop, or divide an adaptive step by 5."""
         what = "Validation " + self.early_stopping_metric if self.early_stopping else (
             "Training loss")
@@ -678,16 +683,19 @@ class BaseTwoLayer(BaseEstimator):
         )
         if self.solver == "adam" or self.learning_rate != "adaptive":
             self._say(msg + " Stopping.")
-            self._progress_note(f"\n{msg} Stopping.\n")
-            return True
-        if opt["learning_rate"] <= 1e-6:
+            note = msg + " Stopping."
+        elif opt["learning_rate"] <= 1e-6:
             self._say(msg + " Learning rate too small. Stopping.")
-            self._progress_note(f"\n{msg} Learning rate too small. Stopping.\n")
-            return True
-        opt["learning_rate"] /= 5.0
-        self._say(msg + f" Setting learning rate to {opt['learning_rate']:f}")
-        self._progress_note(f"\n{msg} Setting learning rate to {opt['learning_rate']:f}\n")
-        return False
+            note = msg + " Learning rate too small. Stopping."
+        else:
+            opt["learning_rate"] /= 5.0
+            self._say(msg + f" Setting learning rate to {opt['learning_rate']:f}")
+            if bar is not None:
+                bar.note(f"{msg} Setting learning rate to {opt['learning_rate']:f}")
+            return False
+        if bar is not None:
+            bar.note(note)
+        return True
 
     def _run_callbacks(self, callbacks, val_score, val_loss, opt, elapsed):
         info = {
@@ -754,7 +762,7 @@ class BaseTwoLayer(BaseEstimator):
             self.loss_ = last["fun"]
             self.loss_curve_.append(self.loss_)
             unpack(last["x"])  # attributes show the accepted iterate
-            self._progress(self.loss_, None, None, time.perf_counter() - start)
+            bar.update(self.n_iter_, self.loss_)
             if callbacks:
                 info = {"epoch": self.n_iter_, "loss": self.loss_, "validation_score": None,
                         "validation_loss": None, "learning_rate": None, "t": self.t_,
@@ -765,6 +773,7 @@ class BaseTwoLayer(BaseEstimator):
         import scipy.optimize  # only L-BFGS needs it
 
         interrupted = False
+        bar = self._progress_bar(self.max_iter, unit="iteration")
         try:
             res = scipy.optimize.minimize(
                 fun, theta0, method="L-BFGS-B", jac=True, callback=on_iteration,
@@ -773,7 +782,8 @@ class BaseTwoLayer(BaseEstimator):
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
             interrupted = True
-        self._progress_note("\n" if sys.stderr.isatty() else "")
+        finally:
+            bar.close()  # before the ConvergenceWarning below, on any error too
         if interrupted:
             unpack(last["x"])
             self.loss_ = last["fun"] if last["fun"] is not None else fun(last["x"])[0]
