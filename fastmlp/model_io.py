@@ -1,16 +1,22 @@
-"""Save and load a fitted :class:`~fastmlp.classifier.TwoLayerClassifier` without pickle.
+"""Save and load a fitted ``TwoLayerClassifier`` or ``TwoLayerRegressor`` without pickle.
 
 A model file is one ``.npz`` archive (written by :func:`numpy.savez`) holding
 
 - ``coefs_0`` (n_features, n_hidden), ``coefs_1`` (n_hidden, n_outputs): the weights
   ``W1``, ``W2``;
 - ``intercepts_0`` (n_hidden,), ``intercepts_1`` (n_outputs,): the biases ``b1``, ``b2``;
-- ``classes_`` (n_classes,): the labels, numbers or a unicode string array;
+- ``classes_`` (n_classes,): the labels, numbers or a unicode string array (a
+  classifier's file only);
 - optionally ``validation_scores_``, ``loss_curve_``-like float arrays and
   ``feature_names_in_`` (unicode);
 - ``metadata``: a 0-d unicode array holding a JSON document with the format name and
   version, the fastmlp version, the estimator's ``get_params()`` and its scalar fitted
   attributes.
+
+The format name says which estimator the file holds: ``fastmlp.TwoLayerClassifier``
+(``out_activation_`` 'softmax' or 'logistic', ``classes_`` required) or
+``fastmlp.TwoLayerRegressor`` (``out_activation_`` 'identity' for
+``loss='squared_error'``, 'exp' for ``loss='poisson'``, no ``classes_``).
 
 :func:`load_model` reads it with ``allow_pickle=False``, so loading never runs code
 from the file. It treats the file as untrusted: the zip directory (member names, sizes)
@@ -31,10 +37,15 @@ import numpy as np
 
 from ._files import MAX_FILE_BYTES, NpzArchive, open_regular
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_model", "save_model"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "REGRESSOR_FORMAT_NAME", "load_model",
+           "save_model"]
 
 FORMAT_NAME = "fastmlp.TwoLayerClassifier"
+REGRESSOR_FORMAT_NAME = "fastmlp.TwoLayerRegressor"
 FORMAT_VERSION = 1
+# format name -> the output activations its estimator fits
+_OUTPUTS = {FORMAT_NAME: ("softmax", "logistic"), REGRESSOR_FORMAT_NAME: ("identity", "exp")}
+_REGRESSION_OUTPUT = {"squared_error": "identity", "poisson": "exp"}  # loss -> output
 
 _WEIGHTS = ("coefs_0", "coefs_1", "intercepts_0", "intercepts_1")
 # fitted attributes stored as arrays when the model has them
@@ -46,6 +57,30 @@ _REQUIRED_SCALARS = ("n_features_in_", "n_outputs_", "out_activation_", "n_layer
                      "loss_", "n_iter_")
 _OPTIONAL_SCALARS = ("best_loss_", "best_validation_score_", "t_")
 _ARRAY_NAMES = set(_WEIGHTS) | {"classes_", "metadata"} | set(_OPTIONAL_ARRAYS)
+
+
+def _estimator_class(fmt: str):
+    """Return the estimator class a format name stands for."""
+    if fmt == REGRESSOR_FORMAT_NAME:
+        from .regressor import TwoLayerRegressor
+
+        return TwoLayerRegressor
+    from .classifier import TwoLayerClassifier
+
+    return TwoLayerClassifier
+
+
+def _format_of(model) -> str:
+    """Return the format name of a model to save; a ValueError for another estimator."""
+    from .classifier import TwoLayerClassifier
+    from .regressor import TwoLayerRegressor
+
+    if isinstance(model, TwoLayerRegressor):
+        return REGRESSOR_FORMAT_NAME
+    if isinstance(model, TwoLayerClassifier):
+        return FORMAT_NAME
+    raise ValueError(f"save_model saves TwoLayerClassifier and TwoLayerRegressor models, got "
+                     f"{type(model).__name__}")
 
 
 class _NotJSON(Exception):
@@ -112,11 +147,13 @@ def _class_array(classes) -> tuple[np.ndarray, str]:
 
 
 def save_model(model, path) -> Path:
-    """Write a fitted ``TwoLayerClassifier`` to one ``.npz`` file, no pickle inside.
+    """Write a fitted ``TwoLayerClassifier`` or ``TwoLayerRegressor`` to one ``.npz`` file.
+
+    No pickle inside: arrays and a JSON document (see the module's docstring).
 
     Parameters
     ----------
-    model : TwoLayerClassifier
+    model : TwoLayerClassifier or TwoLayerRegressor
         A fitted estimator.
     path : str or Path
         Where to write; ``numpy.savez`` adds ``.npz`` if the name lacks it.
@@ -136,8 +173,11 @@ def save_model(model, path) -> Path:
     path = Path(path)
     if not path.name.endswith(".npz"):
         path = path.with_name(path.name + ".npz")
-    missing = [a for a in ("coefs_", "intercepts_", "classes_", *_REQUIRED_SCALARS)
-               if not hasattr(model, a)]
+    fmt = _format_of(model)
+    classifier = fmt == FORMAT_NAME
+    needed = ("coefs_", "intercepts_", *(("classes_",) if classifier else ()),
+              *_REQUIRED_SCALARS)
+    missing = [a for a in needed if not hasattr(model, a)]
     if missing:
         raise ValueError(f"cannot save an unfitted model: it has no {', '.join(missing)}")
     coefs, intercepts = list(model.coefs_), list(model.intercepts_)
@@ -157,28 +197,27 @@ def save_model(model, path) -> Path:
                 UserWarning,
                 stacklevel=2,
             )
-    classes, classes_dtype = _class_array(model.classes_)
     fitted = {a: _encode(getattr(model, a)) for a in _REQUIRED_SCALARS}
     for a in _OPTIONAL_SCALARS:
-        if getattr(model, a, None) is not None:
+        if hasattr(model, a):  # None too: best_validation_score_ without early stopping
             fitted[a] = _encode(getattr(model, a))
     import fastmlp
 
     meta = {
-        "format": FORMAT_NAME,
+        "format": fmt,
         "format_version": FORMAT_VERSION,
         "fastmlp_version": fastmlp.__version__,
         "estimator": f"{type(model).__module__}.{type(model).__qualname__}",
         "params": params,
         "params_not_saved": left_out,
         "fitted": fitted,
-        "classes_dtype": classes_dtype,
     }
     arrays = {
         "coefs_0": np.asarray(coefs[0]), "coefs_1": np.asarray(coefs[1]),
         "intercepts_0": np.asarray(intercepts[0]), "intercepts_1": np.asarray(intercepts[1]),
-        "classes_": classes,
     }
+    if classifier:
+        arrays["classes_"], meta["classes_dtype"] = _class_array(model.classes_)
     for a in _OPTIONAL_ARRAYS:
         if not hasattr(model, a):
             continue
@@ -234,7 +273,6 @@ _FITTED_RULES = {
     "n_features_in_": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
     "n_outputs_": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
     "n_layers_": (lambda v: _is_int(v) and v == 3, "3"),
-    "out_activation_": (lambda v: v in ("softmax", "logistic"), "'softmax' or 'logistic'"),
     "loss_": (_is_finite_number, "a finite number"),
     "n_iter_": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "t_": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
@@ -290,11 +328,12 @@ def _read_metadata(npz, path: Path) -> dict:
     return meta
 
 
-def _check_metadata(meta, path: Path) -> tuple[dict, dict]:
-    """Check the metadata's entries; return the decoded ``params`` and ``fitted``."""
+def _check_metadata(meta, path: Path) -> tuple[str, dict, dict]:
+    """Check the metadata's entries; return the format name, decoded ``params`` and ``fitted``."""
     fmt = meta.get("format") if isinstance(meta, dict) else None
-    _check(fmt == FORMAT_NAME, path,
-           f"not a fastmlp model file (format {_short(fmt)}, expected {FORMAT_NAME!r})")
+    _check(isinstance(fmt, str) and fmt in _OUTPUTS, path,
+           f"not a fastmlp model file (format {_short(fmt)}, expected {FORMAT_NAME!r} or "
+           f"{REGRESSOR_FORMAT_NAME!r})")
     version = meta.get("format_version")
     _check(_is_int(version), path, f"format_version {_short(version)} is not an integer")
     _check(version <= FORMAT_VERSION, path,
@@ -306,7 +345,10 @@ def _check_metadata(meta, path: Path) -> tuple[dict, dict]:
     _check(not unknown, path, f"unknown metadata entries {_short(unknown)}")
     for key in ("fastmlp_version", "estimator", "classes_dtype"):
         _check(isinstance(meta.get(key, ""), str), path,
-               f"metadata {key} must be a string, got {_short(meta[key])}")
+               f"metadata {key} must be a string, got {_short(meta.get(key))}")
+    _check(fmt == FORMAT_NAME or "classes_dtype" not in meta, path,
+           f"metadata classes_dtype in a {REGRESSOR_FORMAT_NAME} file (a regressor has no "
+           "classes)")
     not_saved = meta.get("params_not_saved", [])
     _check(isinstance(not_saved, list) and all(isinstance(n, str) for n in not_saved), path,
            f"metadata params_not_saved must be a list of names, got {_short(not_saved)}")
@@ -317,7 +359,8 @@ def _check_metadata(meta, path: Path) -> tuple[dict, dict]:
         fitted = {k: _decode(v) for k, v in meta["fitted"].items()}
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: corrupt parameter in metadata ({exc})") from None
-    _check_params(params, path)
+    estimator = _estimator_class(fmt)
+    _check_params(params, path, estimator)
 
     absent = [a for a in _REQUIRED_SCALARS if a not in fitted]
     _check(not absent, path, f"metadata lacks fitted attributes {absent}")
@@ -327,26 +370,35 @@ def _check_metadata(meta, path: Path) -> tuple[dict, dict]:
         if a in _OPTIONAL_ARRAYS:
             _check(v is None, path, f"{a} must be an array entry")
             continue
+        if a == "out_activation_":
+            outputs = _OUTPUTS[fmt]
+            _check(v in outputs, path, f"fitted attribute {a}={_short(v)}, expected "
+                   f"{outputs[0]!r} or {outputs[1]!r} ({estimator.__name__})")
+            continue
         test, wanted = _FITTED_RULES[a]
         _check(test(v), path, f"fitted attribute {a}={_short(v)}, expected {wanted}")
-    return params, fitted
+    if fmt == REGRESSOR_FORMAT_NAME:
+        loss = params.get("loss", "squared_error")
+        want = _REGRESSION_OUTPUT[loss]  # loss was validated against the estimator's options
+        _check(fitted["out_activation_"] == want, path,
+               f"fitted attribute out_activation_={fitted['out_activation_']!r} does not go "
+               f"with loss={loss!r} (expected {want!r})")
+    return fmt, params, fitted
 
 
-def _check_params(params: dict, path: Path) -> None:
-    """Each saved parameter must be one the estimator accepts, with a value it accepts."""
+def _check_params(params: dict, path: Path, estimator) -> None:
+    """Each saved parameter must be one ``estimator`` accepts, with a value it accepts."""
     from sklearn.utils._param_validation import (
         InvalidParameterError,
         validate_parameter_constraints,
     )
 
-    from .classifier import TwoLayerClassifier
-
-    accepted = set(TwoLayerClassifier().get_params(deep=False))
+    accepted = set(estimator().get_params(deep=False))
     unknown = sorted(set(params) - accepted)
     _check(not unknown, path,
-           f"parameters {_short(unknown)} are not TwoLayerClassifier parameters in this "
+           f"parameters {_short(unknown)} are not {estimator.__name__} parameters in this "
            "fastmlp")
-    constraints = TwoLayerClassifier._parameter_constraints
+    constraints = estimator._parameter_constraints
     for name, value in params.items():
         rules = constraints.get(name, [])
         takes_bool = any(r in ("boolean", "verbose") for r in rules if isinstance(r, str))
@@ -354,7 +406,7 @@ def _check_params(params: dict, path: Path) -> None:
                f"parameter {name}={value}: a boolean where {name} takes a number or a name")
         try:
             validate_parameter_constraints({name: rules}, {name: value},
-                                           caller_name=TwoLayerClassifier.__name__)
+                                           caller_name=estimator.__name__)
         except InvalidParameterError as exc:
             rule = str(exc).split(" Got ")[0]
             raise ValueError(f"{path}: parameter {name}={_short(value)} refused: {rule}") from None
@@ -368,7 +420,7 @@ def _check_params(params: dict, path: Path) -> None:
            "parameter callbacks: a model file cannot hold callbacks (they are code)")
 
 
-def _check_headers(members: dict, params: dict, fitted: dict, path: Path) -> None:
+def _check_headers(members: dict, fmt: str, params: dict, fitted: dict, path: Path) -> None:
     """Dtypes and shapes of every array, from the ``.npy`` headers, against the metadata."""
     W1, W2 = members["coefs_0"], members["coefs_1"]
     b1, b2 = members["intercepts_0"], members["intercepts_1"]
@@ -394,6 +446,18 @@ def _check_headers(members: dict, params: dict, fitted: dict, path: Path) -> Non
     _check(hidden is None or hidden == H, path,
            f"hidden_units={hidden} but coefs_0 has {H} columns")
 
+    for a in _OPTIONAL_ARRAYS:
+        if a not in members:
+            continue
+        m = members[a]
+        _check(m.ndim == 1, path, f"{a} must be 1-D, got shape {m.shape}")
+        if a == "feature_names_in_":
+            _check(m.dtype.kind == "U" and m.shape == (D,), path,
+                   f"feature_names_in_ must hold {D} strings")
+        else:
+            _check(m.dtype.kind == "f", path, f"{a} must hold floats")
+    if fmt != FORMAT_NAME:
+        return  # a regressor's outputs are its targets: nothing more to match
     classes = members["classes_"]
     _check(classes.ndim == 1 and classes.dtype.kind in "biufU", path,
            f"classes_ must be a 1-D array of numbers or strings, got {classes.dtype} "
@@ -405,16 +469,6 @@ def _check_headers(members: dict, params: dict, fitted: dict, path: Path) -> Non
     else:
         _check(C == n_classes or (n_classes == 2 and C == 1), path,
                f"logistic output has {C} columns for {n_classes} classes")
-    for a in _OPTIONAL_ARRAYS:
-        if a not in members:
-            continue
-        m = members[a]
-        _check(m.ndim == 1, path, f"{a} must be 1-D, got shape {m.shape}")
-        if a == "feature_names_in_":
-            _check(m.dtype.kind == "U" and m.shape == (D,), path,
-                   f"feature_names_in_ must hold {D} strings")
-        else:
-            _check(m.dtype.kind == "f", path, f"{a} must hold floats")
 
 
 def load_model(path, *, max_bytes: int = MAX_FILE_BYTES):
@@ -435,8 +489,9 @@ def load_model(path, *, max_bytes: int = MAX_FILE_BYTES):
 
     Returns
     -------
-    model : TwoLayerClassifier
-        Built from the saved parameters, with the saved weights and fitted attributes.
+    model : TwoLayerClassifier or TwoLayerRegressor
+        The estimator the file's format names, built from the saved parameters, with
+        the saved weights and fitted attributes.
 
     Raises
     ------
@@ -450,8 +505,6 @@ def load_model(path, *, max_bytes: int = MAX_FILE_BYTES):
     FileNotFoundError
         If there is no such file.
     """
-    from .classifier import TwoLayerClassifier
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file")
@@ -468,7 +521,7 @@ def load_model(path, *, max_bytes: int = MAX_FILE_BYTES):
                    "not a fastmlp model file (no 'metadata' entry)")
             unknown = sorted(set(npz.infos) - _ARRAY_NAMES)
             _check(not unknown, path, f"unexpected arrays {_short(unknown)} in a model file")
-            absent = [k for k in (*_WEIGHTS, "classes_") if k not in npz.infos]
+            absent = [k for k in _WEIGHTS if k not in npz.infos]
             _check(not absent, path, f"missing arrays {absent}")
             total = npz.total_size(npz.infos)
             _check(total <= max_bytes, path,
@@ -476,25 +529,31 @@ def load_model(path, *, max_bytes: int = MAX_FILE_BYTES):
                    f"{max_bytes}; pass a larger max_bytes to load_model if you trust the file")
             # ---- the metadata, then every .npy header against it
             meta = _read_metadata(npz, path)
-            params, fitted = _check_metadata(meta, path)
+            fmt, params, fitted = _check_metadata(meta, path)
+            classifier = fmt == FORMAT_NAME
+            _check(classifier or "classes_" not in npz.infos, path,
+                   f"unexpected arrays ['classes_'] in a {fmt} file (a regressor has no "
+                   "classes)")
+            _check(not classifier or "classes_" in npz.infos, path,
+                   "missing arrays ['classes_']")
             members = {name: npz.member(name) for name in npz.infos if name != "metadata"}
-            _check_headers(members, params, fitted, path)
+            _check_headers(members, fmt, params, fitted, path)
             # ---- only now the data, each member's size checked
             arrays = {name: npz.read(m) for name, m in members.items()}
 
     for name in _WEIGHTS:
         _check(bool(np.all(np.isfinite(arrays[name]))), path,
                f"{name} contains NaN or infinity")
-    classes = arrays["classes_"]
-    _check(np.unique(classes).shape[0] == classes.shape[0], path,
-           "classes_ has repeated labels")
-    if meta.get("classes_dtype") == "object":
-        classes = classes.astype(object)
-
-    model = TwoLayerClassifier(**params)
+    model = _estimator_class(fmt)(**params)
+    if classifier:
+        classes = arrays["classes_"]
+        _check(np.unique(classes).shape[0] == classes.shape[0], path,
+               "classes_ has repeated labels")
+        if meta.get("classes_dtype") == "object":
+            classes = classes.astype(object)
+        model.classes_ = classes
     model.coefs_ = [arrays["coefs_0"], arrays["coefs_1"]]
     model.intercepts_ = [arrays["intercepts_0"], arrays["intercepts_1"]]
-    model.classes_ = classes
     for a, v in fitted.items():
         setattr(model, a, v)
     for a in _OPTIONAL_ARRAYS:

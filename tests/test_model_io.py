@@ -521,3 +521,147 @@ def test_fifo_refused_without_blocking(tmp_path):
         worker.join(10)
         pytest.fail("load_model blocked on a named pipe")
     assert outcome and "model.npz: a pipe (FIFO), expected a regular file" in outcome[0]
+
+
+# ------------------------------------------------------------------ the regressor's files
+def fit_regressor(X, y, **params):
+    from fastmlp import TwoLayerRegressor
+
+    settings = dict(hidden_units=5, max_iter=3, random_state=0)
+    settings.update(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return TwoLayerRegressor(**settings).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def regression_data():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(150, 4))
+    return X, X @ np.array([1.0, -0.5, 2.0, 0.0]) + 0.1 * rng.normal(size=150)
+
+
+@pytest.fixture(scope="module")
+def regressor(regression_data):
+    return fit_regressor(*regression_data)
+
+
+@pytest.mark.parametrize("params,targets", [
+    (dict(), "1"),
+    (dict(loss="poisson", dtype=np.float64), "1"),
+    (dict(early_stopping=True, max_iter=4, solver="sgd"), "1"),
+    (dict(solver="lbfgs", max_iter=20), "3"),
+])
+def test_regressor_round_trip_predict_exact(tmp_path, regression_data, params, targets):
+    from fastmlp import TwoLayerRegressor
+
+    X, y = regression_data
+    if params.get("loss") == "poisson":
+        y = np.exp(y / 4)  # positive counts-like targets
+    if targets == "3":
+        y = np.column_stack([y, -y, 2 * y])
+    m = fit_regressor(X, y, **params)
+    path = model_io.save_model(m, tmp_path / "r.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        assert "classes_" not in npz.files
+        meta = json.loads(str(npz["metadata"]))
+    assert meta["format"] == model_io.REGRESSOR_FORMAT_NAME == "fastmlp.TwoLayerRegressor"
+    assert "classes_dtype" not in meta
+    loaded = model_io.load_model(path)
+    assert type(loaded) is TwoLayerRegressor
+    assert loaded.get_params() == m.get_params()
+    pred = loaded.predict(X)
+    assert pred.dtype == m.predict(X).dtype and pred.shape == m.predict(X).shape
+    np.testing.assert_array_equal(pred, m.predict(X))
+    assert loaded.score(X, y) == m.score(X, y)
+    for a in ("n_features_in_", "n_outputs_", "out_activation_", "loss_", "n_iter_",
+              "loss_curve_", "best_loss_", "validation_scores_", "validation_loss_curve_",
+              "best_validation_score_"):
+        assert getattr(loaded, a) == getattr(m, a), a
+    assert not hasattr(loaded, "classes_")
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda m: m["fitted"].update(out_activation_="softmax"),
+     r"fitted attribute out_activation_='softmax', expected 'identity' or 'exp' "
+     r"\(TwoLayerRegressor\)"),
+    (lambda m: m["fitted"].update(out_activation_="exp"),
+     r"fitted attribute out_activation_='exp' does not go with loss='squared_error' "
+     r"\(expected 'identity'\)"),
+    (lambda m: m["params"].update(loss="log_loss"), r"parameter loss='log_loss' refused: The "
+                                                    r"'loss' parameter of TwoLayerRegressor"),
+    (lambda m: m["params"].update(class_weight="balanced"),
+     r"parameters \['class_weight'\] are not TwoLayerRegressor parameters"),
+    (lambda m: m["params"].update(hidden_units=0), r"parameter hidden_units=0 refused"),
+    (lambda m: m["params"].update(callbacks=["os.system"]),
+     r"parameter callbacks: a model file cannot hold callbacks"),
+    (lambda m: m.update(classes_dtype="<i8"), r"metadata classes_dtype in a "
+                                              r"fastmlp.TwoLayerRegressor file"),
+    (lambda m: m["fitted"].update(n_outputs_=2), r"n_outputs_=2 but coefs_1 has 1 columns"),
+    (lambda m: m.update(format="fastmlp.TwoLayerRegressorX"),
+     r"not a fastmlp model file \(format 'fastmlp.TwoLayerRegressorX', expected "
+     r"'fastmlp.TwoLayerClassifier' or 'fastmlp.TwoLayerRegressor'\)"),
+])
+def test_regressor_metadata_problems_refused(tmp_path, regressor, change, message):
+    path = model_io.save_model(regressor, tmp_path / "r.npz")
+    bad = edit_meta(path, tmp_path / "bad.npz", change)
+    with pytest.raises(ValueError, match=r"bad\.npz: " + message):
+        model_io.load_model(bad)
+
+
+def test_classifier_and_regressor_files_cannot_pass_for_each_other(tmp_path, regressor,
+                                                                   model):
+    # a regressor file relabelled as a classifier lacks classes_ ...
+    path = model_io.save_model(regressor, tmp_path / "r.npz")
+    bad = edit_meta(path, tmp_path / "as_clf.npz",
+                    lambda m: m.update(format=model_io.FORMAT_NAME))
+    with pytest.raises(ValueError, match=r"as_clf\.npz: (parameters \['loss'\] are not "
+                                         r"TwoLayerClassifier|.*out_activation_='identity')"):
+        model_io.load_model(bad)
+    # ... and a classifier's classes_ has no place in a regressor file
+    path = model_io.save_model(model, tmp_path / "c.npz")
+
+    def as_regressor(meta):
+        meta.update(format=model_io.REGRESSOR_FORMAT_NAME)
+        meta.pop("classes_dtype")
+        meta["params"].pop("class_weight")
+        meta["params"]["loss"] = "squared_error"
+        meta["fitted"]["out_activation_"] = "identity"
+
+    bad = edit_meta(path, tmp_path / "as_reg.npz", as_regressor)
+    with pytest.raises(ValueError, match=r"as_reg\.npz: unexpected arrays \['classes_'\] in "
+                                         r"a fastmlp.TwoLayerRegressor file"):
+        model_io.load_model(bad)
+    # and a classifier file without its classes_ is refused before any data is read
+    bad = rewrite(model_io.save_model(model, tmp_path / "c2.npz"), tmp_path / "nocls.npz",
+                  lambda a: a.pop("classes_"))
+    with pytest.raises(ValueError, match=r"nocls\.npz: missing arrays \['classes_'\]"):
+        model_io.load_model(bad)
+
+
+def test_regressor_file_size_bound_and_headers_checked(tmp_path, regressor):
+    path = model_io.save_model(regressor, tmp_path / "r.npz")
+    with pytest.raises(ValueError, match=r"r\.npz: its arrays take \d+ bytes uncompressed"):
+        model_io.load_model(path, max_bytes=100)
+    entries = [(n, npy_header((10**6, 10**6), "<f8") + bytes(160) if n == "coefs_0.npy"
+                else data) for n, data in model_entries(tmp_path, regressor)]
+    with pytest.raises(ValueError, match=r"tera\.npz: member coefs_0: its \.npy header says "
+                                         r"shape \(1000000, 1000000\)"):
+        model_io.load_model(write_zip(tmp_path / "tera.npz", entries))
+    bad = rewrite(path, tmp_path / "nan.npz",
+                  lambda a: a.update(coefs_1=np.full_like(a["coefs_1"], np.inf)))
+    with pytest.raises(ValueError, match=r"nan\.npz: coefs_1 contains NaN or infinity"):
+        model_io.load_model(bad)
+
+
+def test_save_model_refuses_other_estimators(tmp_path):
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(6.0).reshape(3, 2)
+    with pytest.raises(ValueError, match=r"save_model saves TwoLayerClassifier and "
+                                         r"TwoLayerRegressor models, got LinearRegression"):
+        model_io.save_model(LinearRegression().fit(X, [0.0, 1.0, 2.0]), tmp_path / "l.npz")
+    from fastmlp import TwoLayerRegressor
+
+    with pytest.raises(ValueError, match="cannot save an unfitted model: it has no coefs_"):
+        model_io.save_model(TwoLayerRegressor(), tmp_path / "u.npz")
