@@ -480,7 +480,8 @@ def _labels(values, where: str) -> np.ndarray:
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
             raise ValueError(f"{where}: labels must be class labels (integers or strings), "
-                             "got non-integer numbers")
+                             "got non-integer numbers (a regression target: load it with "
+                             "target='values')")
         return arr.astype(np.int64)
     if arr.dtype.kind in "US" or arr.dtype == object:
         strs = np.asarray([str(v) for v in arr.ravel()]).reshape(arr.shape)
@@ -490,6 +491,33 @@ def _labels(values, where: str) -> np.ndarray:
             return strs
         return _labels(as_float, where)
     raise ValueError(f"{where}: cannot use labels of dtype {arr.dtype}")
+
+
+def _values(values, where: str) -> np.ndarray:
+    """Regression targets: float64 of shape (n,) or (n, n_targets), finite numbers."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "US" or arr.dtype == object:
+        strs = [str(v) for v in arr.ravel()]
+        try:
+            arr = np.asarray(strs, dtype=np.float64).reshape(arr.shape)
+        except ValueError:
+            bad = next(v for v in strs if not _is_number(v))
+            raise ValueError(f"{where}: regression targets must be numbers, got "
+                             f"{bad[:40]!r}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: cannot use regression targets of dtype {arr.dtype}")
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"{where}: regression targets must be 1-D (n,) or 2-D "
+                         f"(n, n_targets), got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{where}: regression targets contain NaN or infinity")
+    return arr
+
+
+def _targets(values, where: str, target: str) -> np.ndarray:
+    """``y`` as class labels (``target='labels'``) or as numbers (``'values'``)."""
+    return _values(values, where) if target == "values" else _labels(values, where)
 
 
 def _features(values, where: str) -> np.ndarray:
@@ -535,7 +563,7 @@ def _npz_arrays(path: Path, npz: NpzArchive, max_bytes: int) -> list:
     return [None if k is None else npz.read(members[k]) for k in names]
 
 
-def _load_npz(path: Path, fh, max_bytes: int) -> Dataset:
+def _load_npz(path: Path, fh, max_bytes: int, target: str = "labels") -> Dataset:
     if not fh.read(2) == b"PK":
         raise ValueError(f"{path}: not a readable .npz file (not a zip archive)")
     fh.seek(0)
@@ -543,17 +571,18 @@ def _load_npz(path: Path, fh, max_bytes: int) -> Dataset:
         arrays = _npz_arrays(path, npz, max_bytes)
     X_train, y_train, X_test, y_test = arrays
     X_train = _features(X_train, f"{path} [X]")
-    y_train = None if y_train is None else _labels(y_train, f"{path} [y]")
+    y_train = None if y_train is None else _targets(y_train, f"{path} [y]", target)
     if X_test is not None:
         X_test = _features(X_test, f"{path} [X_test]")
-        y_test = _labels(y_test, f"{path} [y_test]")
+        y_test = _targets(y_test, f"{path} [y_test]", target)
         if X_test.shape[1] != X_train.shape[1]:
             raise ValueError(f"{path}: X_train has {X_train.shape[1]} features, X_test "
                              f"{X_test.shape[1]}")
-        if y_test.shape != (X_test.shape[0],):
+        if y_test.shape[0] != X_test.shape[0] or (y_test.ndim != 1 and target == "labels"):
             raise ValueError(f"{path}: X_test has {X_test.shape[0]} rows but y_test has shape "
                              f"{y_test.shape}")
-    if y_train is not None and y_train.shape != (X_train.shape[0],):
+    if y_train is not None and (y_train.shape[0] != X_train.shape[0]
+                                or (y_train.ndim != 1 and target == "labels")):
         raise ValueError(f"{path}: X has {X_train.shape[0]} rows but y has shape "
                          f"{y_train.shape}")
     return Dataset(X_train, y_train, X_test, y_test, "file", str(path), files={"data": path})
@@ -567,7 +596,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _load_csv(path: Path, raw: bytes, label_column) -> Dataset:
+def _load_csv(path: Path, raw: bytes, label_column, target: str = "labels") -> Dataset:
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark (Excel) is not a header cell
     except UnicodeDecodeError as exc:
@@ -614,12 +643,13 @@ def _load_csv(path: Path, raw: bytes, label_column) -> Dataset:
         features, y = table, None
     else:
         features = np.delete(table, col, axis=1)
-        y = _labels(np.char.strip(table[:, col]), f"{path} [label column {col}]")
+        y = _targets(np.char.strip(table[:, col]), f"{path} [label column {col}]", target)
     X = _features(np.char.strip(features) if features.size else features, str(path))
     return Dataset(X, y, None, None, "file", str(path), files={"data": path})
 
 
-def load_file(path, *, label_column=-1, max_bytes: int = MAX_FILE_BYTES) -> Dataset:
+def load_file(path, *, label_column=-1, target: str = "labels",
+              max_bytes: int = MAX_FILE_BYTES) -> Dataset:
     """Load a data file a user brings: ``.npz`` or CSV.
 
     Parameters
@@ -631,6 +661,10 @@ def load_file(path, *, label_column=-1, max_bytes: int = MAX_FILE_BYTES) -> Data
     label_column : int, str or None, default=-1
         CSV only: the column holding the labels, by index (negative counts from
         the end) or by header name; ``None`` when the file has no labels.
+    target : {'labels', 'values'}, default='labels'
+        What ``y`` holds: class labels (int64, or strings; non-integer numbers are
+        refused), or the numbers of a regression target (float64, shape (n,) or,
+        from a ``.npz``, (n, n_targets); NaN and infinity refused).
     max_bytes : int, default=2**31
         Bound on what is read: the CSV's bytes, or the uncompressed size of the
         ``.npz`` arrays used (checked from the archive's headers before reading).
@@ -639,7 +673,8 @@ def load_file(path, *, label_column=-1, max_bytes: int = MAX_FILE_BYTES) -> Data
     -------
     data : Dataset
         ``X_train`` float64 (n, d) and ``y_train`` (int64, or strings when the
-        labels are not numbers), or ``None`` without labels; ``X_test, y_test``
+        labels are not numbers; float64 with ``target='values'``), or ``None``
+        without labels; ``X_test, y_test``
         from a split ``.npz``, else ``None``. ``source="file"``.
 
     Raises
@@ -649,6 +684,8 @@ def load_file(path, *, label_column=-1, max_bytes: int = MAX_FILE_BYTES) -> Data
         (only regular files are read) and for data over ``max_bytes``.
     """
     path = Path(path)
+    if target not in ("labels", "values"):
+        raise ValueError(f"target must be 'labels' or 'values', got {target!r}")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
@@ -660,6 +697,6 @@ def load_file(path, *, label_column=-1, max_bytes: int = MAX_FILE_BYTES) -> Data
                              "together with numpy.savez(path, X=X, y=y)")
         f.seek(0)
         if path.suffix.lower() == ".npz" or head == b"PK\x03\x04":
-            return _load_npz(path, f, max_bytes)
+            return _load_npz(path, f, max_bytes, target)
         raw = read_bounded(f, max_bytes, path)
-    return _load_csv(path, raw, label_column)
+    return _load_csv(path, raw, label_column, target)

@@ -543,3 +543,51 @@ def test_idx_header_over_max_bytes_refused(tmp_path):
     with pytest.raises(ValueError, match=r"huge\.idx: IDX header says 1000000000 bytes of "
                                          r"data, more than max_bytes=1000000"):
         ds.read_idx(f, max_bytes=10**6)
+
+
+# ------------------------------------------------------------- regression targets
+def test_float_targets_with_target_values(tmp_path):
+    X = np.arange(12.0).reshape(4, 3)
+    y = np.array([0.5, -1.25, 3.0, 2.0])
+    np.savez(tmp_path / "r.npz", X=X, y=y)
+    with pytest.raises(ValueError, match=r"r\.npz \[y\]: labels must be class labels .*"
+                                         r"non-integer numbers \(a regression target: load it "
+                                         r"with target='values'\)"):
+        ds.load_file(tmp_path / "r.npz")
+    d = ds.load_file(tmp_path / "r.npz", target="values")
+    assert d.y_train.dtype == np.float64
+    np.testing.assert_array_equal(d.y_train, y)
+    Y = np.column_stack([y, 2 * y])  # several targets, from a .npz
+    np.savez(tmp_path / "split.npz", X_train=X, y_train=Y, X_test=X[:2], y_test=Y[:2])
+    d = ds.load_file(tmp_path / "split.npz", target="values")
+    assert d.y_train.shape == (4, 2) and d.y_test.shape == (2, 2)
+    np.savez(tmp_path / "ints.npz", X=X, y=np.array([1, 2, 3, 4]))
+    assert ds.load_file(tmp_path / "ints.npz", target="values").y_train.dtype == np.float64
+    f = tmp_path / "r.csv"
+    f.write_text("a,b,price\n1,2,10.5\n3,4,-2\n5,6,7.25\n")
+    d = ds.load_file(f, label_column="price", target="values")
+    np.testing.assert_array_equal(d.y_train, [10.5, -2.0, 7.25])
+    np.testing.assert_array_equal(d.X_train, [[1, 2], [3, 4], [5, 6]])
+
+
+def test_bad_regression_targets_refused(tmp_path):
+    X = np.zeros((3, 2))
+    np.savez(tmp_path / "nan.npz", X=X, y=np.array([1.0, np.nan, 2.0]))
+    with pytest.raises(ValueError, match=r"nan\.npz \[y\]: regression targets contain NaN"):
+        ds.load_file(tmp_path / "nan.npz", target="values")
+    np.savez(tmp_path / "rows.npz", X=X, y=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"rows\.npz: X has 3 rows but y has shape \(2, 2\)"):
+        ds.load_file(tmp_path / "rows.npz", target="values")
+    np.savez(tmp_path / "cube.npz", X=X, y=np.zeros((3, 1, 1)))
+    with pytest.raises(ValueError, match=r"cube\.npz \[y\]: regression targets must be 1-D"):
+        ds.load_file(tmp_path / "cube.npz", target="values")
+    np.savez(tmp_path / "two.npz", X=X, y=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"two\.npz: X has 3 rows but y has shape \(3, 2\)"):
+        ds.load_file(tmp_path / "two.npz")  # class labels are one per row
+    f = tmp_path / "text.csv"
+    f.write_text("1,2,10\n3,4,cheap\n5,6,7\n")
+    with pytest.raises(ValueError, match=r"text\.csv \[label column 2\]: regression targets "
+                                         r"must be numbers, got 'cheap'"):
+        ds.load_file(f, target="values")
+    with pytest.raises(ValueError, match=r"target must be 'labels' or 'values', got 'floats'"):
+        ds.load_file(f, target="floats")
