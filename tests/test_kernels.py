@@ -333,6 +333,23 @@ def test_transpose(rng, kernel, shape, dtype, gather):
     assert_allclose(out, (A[rows] if gather else A).T, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("inplace", [False, True], ids=["separate", "in-place"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", GRID_SHAPES)
+@pytest.mark.parametrize("code", ACT_PARAMS)
+def test_activation_backward_bias(rng, code, shape, dtype, inplace):
+    dH2, H1 = rand(rng, shape, dtype), rand(rng, shape, dtype, scale=2.0)
+    forward, derivative = ACTIVATIONS[code]
+    H2 = forward(H1).astype(dtype)
+    dH2_64, H1_64, H2_64 = f64(dH2, H1, H2)
+    expected = dH2_64 * derivative(H1_64, H2_64)
+    out = dH2 if inplace else np.full(shape, np.nan, dtype)
+    gb = np.full(shape[1], np.nan, dtype)
+    K.activation_backward_bias(dH2, H1, H2, code, out, gb)
+    assert_close(out, expected, dtype)
+    assert_close(gb, expected.sum(axis=0), dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (3, 1), (5, 37), (37, 13), (9, 800)])
 def test_gather_rows(rng, shape, dtype):
@@ -466,7 +483,7 @@ TESTED = set(
     hidden_backward_serial weight_grad weight_grad_serial weight_grad_blas input_grad
     input_grad_serial input_grad_blas matmul_nt matmul_nt_serial transpose transpose_serial
     hidden_backward_t hidden_backward_t_serial hidden_backward_bias_t add_scaled
-    sgd_update adam_update gather_rows
+    sgd_update adam_update gather_rows activation_backward_bias
     identity_squared_error identity_squared_error_serial exp_poisson_deviance
     exp_poisson_deviance_serial
     """.split()
