@@ -187,7 +187,7 @@ def test_main_digits_prints_table_and_writes_json(tmp_path, capsys):
     ]
     assert bench.main(args) == 0
     text = capsys.readouterr().out
-    assert "GEMM floor (5 np.dot)" in text and "Targets (issues 4 and 11)" in text
+    assert "GEMM floor (5 np.dot)" in text and "Targets (issues 4, 11 and 13)" in text
     assert "BLAS:" in text
     data = json.loads(out.read_text())
     names = {r["implementation"] for r in data["epochs"]}
@@ -243,6 +243,11 @@ def test_report_says_why_each_missed_target_is_missed():
         "start-up, warm cache: import + first fit on digits <= 2 s",
         "start-up, cold cache: import + first fit on digits <= 4 s",
         "threaded predict: 2 threads >= 1.5x one thread (100-row calls)",
+        "issue 13: fashion sgd epoch <= 1.3x GEMM floor",
+        "issue 13: fashion sgd >= 1.7x faster than plain NumPy",
+        "issue 13: fashion adam epoch <= 1.1x sgd epoch",
+        "issue 13: digits epoch inside fit >= 8x faster than MLPClassifier",
+        "issue 13: digits partial_fit faster than plain NumPy",
     ]
     rep.targets = [bench.Target(g, "1.0", "MISS") for g in goals]
     rep.targets.append(bench.Target("Adam epoch <= 1.1x SGD epoch (again)", "1.0", "pass"))
@@ -312,3 +317,29 @@ def test_epoch_phase_replay_trains_like_the_epoch(small64):
     )
     for a, b in zip(params, fast.params, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_issue_13_targets():
+    rep = bench.Report(command=["test"])
+    rep.epochs = [
+        _row("fashion", bench.FloorEpoch.name, 0.1),
+        _row("fashion", "fastmlp TwoLayerClassifier sgd", 0.12),
+        _row("fashion", "fastmlp TwoLayerClassifier adam", 0.14),
+        _row("fashion", bench.NumpyEpoch.name, 0.2),
+        _row("fashion", bench.SklearnEpoch.name, 0.36),
+        _row("digits", "fastmlp run_epoch sgd", 0.001),
+        _row("digits", "fastmlp TwoLayerClassifier sgd", 0.003),
+        _row("digits", bench.NumpyEpoch.name, 0.002),
+        _row("digits", bench.SklearnEpoch.name, 0.009),
+    ]
+    t = {x.goal: x for x in bench.evaluate_targets(rep, threads_compared=False)}
+    got = [(t[g].status, t[g].measured) for g in (
+        "issue 13: fashion sgd epoch <= 1.3x GEMM floor",
+        "issue 13: fashion sgd >= 1.7x faster than plain NumPy",
+        "issue 13: fashion sgd >= 2.5x faster than MLPClassifier",
+        "issue 13: fashion adam epoch <= 1.1x sgd epoch",
+        "issue 13: digits epoch inside fit >= 8x faster than MLPClassifier",
+        "issue 13: digits partial_fit faster than plain NumPy",
+    )]
+    assert got == [("pass", "1.20x"), ("MISS", "1.67x"), ("pass", "3.00x"), ("MISS", "1.17x"),
+                   ("pass", "9.00x"), ("MISS", "0.67x")]
