@@ -5,16 +5,19 @@ Subcommands
 demo       the main job (also what ``python -m fastmlp`` alone runs): train on the
            best Fashion-MNIST available, print test accuracy, seconds per epoch and
            the speed ratio to the same epochs in plain NumPy
-train      train on fashion-mnist, digits or a file; save the model; plot curves
-predict    label the rows of a data file with a saved model
-evaluate   accuracy, per-class report and confusion matrix of a saved model
+train      train on fashion-mnist, digits or a file (a classifier, or a regressor with
+           --task regression); save the model; plot curves
+predict    label the rows of a data file with a saved model (numbers for a regressor)
+evaluate   accuracy, per-class report (with the class names the data set has) and
+           confusion matrix of a saved classifier; R², MAE and RMSE of a regressor
 gradcheck  analytic gradients next to central finite differences, node by node
 bench      the speed report (``fastmlp.bench``)
 
 Errors (a missing file, a bad option, corrupt data, an unreadable or tampered model,
 a device or pipe given as a file) print one line, ``fastmlp: error: ...``, to stderr
 and exit with status 1 (2 for usage errors), without a traceback. Every option's help
-shows its default.
+shows its default. Training shows the estimators' own progress display
+(``verbose='progress'``, :mod:`fastmlp._progress`) on stderr.
 """
 
 from __future__ import annotations
@@ -158,8 +161,16 @@ def _thread_info() -> str:
     return text
 
 
-def _load_data(spec: str, *, label_column=-1, max_train=None, test_size=0.2, seed=0):
-    """``fashion-mnist``, ``fashion-mnist-sample``, ``digits``, an IDX directory or a file."""
+def _load_data(spec: str, *, label_column=-1, max_train=None, test_size=0.2, seed=0,
+               target="labels"):
+    """``fashion-mnist``, ``fashion-mnist-sample``, ``digits``, an IDX directory or a file.
+
+    ``target``: what a file's ``y`` holds, class labels or regression values
+    (``datasets.load_file``); a ``max_train`` subset is stratified for labels and a
+    uniform choice for values.
+    """
+    import numpy as np
+
     from . import datasets
 
     if spec == "fashion-mnist":
@@ -172,27 +183,36 @@ def _load_data(spec: str, *, label_column=-1, max_train=None, test_size=0.2, see
         path = Path(spec)
         if path.is_dir():
             return datasets.load_fashion_mnist(path, max_train=max_train, seed=seed)
-        data = datasets.load_file(path, label_column=label_column)
+        data = datasets.load_file(path, label_column=label_column, target=target)
         if data.y_train is None:
             raise CommandError(f"{path}: the data has no labels (see --label-column)")
         if data.X_test is None:
-            data = _split(data, test_size, seed)
+            data = _split(data, test_size, seed, classes=target == "labels")
     if max_train is not None and max_train < data.X_train.shape[0]:
-        keep = datasets.stratified_indices(data.y_train, max_train, seed)
+        if target == "labels":
+            keep = datasets.stratified_indices(data.y_train, max_train, seed)
+        else:
+            order = np.random.default_rng(seed).permutation(data.X_train.shape[0])
+            keep = np.sort(order[:max_train])
         data.X_train, data.y_train = data.X_train[keep], data.y_train[keep]
     return data
 
 
-def _split(data, test_size, seed):
-    """Hold out ``test_size`` of a single-array file as its test split (stratified if possible)."""
+def _split(data, test_size, seed, classes=True):
+    """Hold out ``test_size`` of a single-array file as its test split.
+
+    Stratified when ``y`` holds class labels and every class can be split.
+    """
     import numpy as np
     from sklearn.model_selection import train_test_split
 
-    _, counts = np.unique(data.y_train, return_counts=True)
     n = data.X_train.shape[0]
     # a count of rows, or a fraction rounded up (as train_test_split does)
     n_test = test_size if isinstance(test_size, int) else int(np.ceil(test_size * n))
-    stratify = data.y_train if counts.min() >= 2 and n_test >= counts.size else None
+    stratify = None
+    if classes:
+        _, counts = np.unique(data.y_train, return_counts=True)
+        stratify = data.y_train if counts.min() >= 2 and n_test >= counts.size else None
     if n < 2 or n_test < 1 or n - n_test < 1:
         raise CommandError(f"{data.location}: {n} rows are too few to split off a test set "
                            f"of {n_test} (--test-size {test_size})")
@@ -216,15 +236,21 @@ def _csv_width(path: Path) -> int | None:
 
 
 def _eval_data(spec: str, label_column, model, need_labels: bool):
-    """Return ``(X, y, description)`` to score: a named set's test split, else the file.
+    """Return ``(X, y, description, class names)`` to score: a named set's test split or a file.
 
     Checks that the data has the model's number of features, and labels if needed.
+    A regressor's file targets are read as numbers. The class names are those of a
+    named data set (Fashion-MNIST's), else None.
     """
+    from sklearn.base import is_regressor
+
     from . import datasets
 
+    target = "values" if is_regressor(model) else "labels"
+    class_names = None
     if spec in ("fashion-mnist", "fashion-mnist-sample", "digits") or Path(spec).is_dir():
         data = _load_data(spec)
-        X, y = data.X_test, data.y_test
+        X, y, class_names = data.X_test, data.y_test, data.class_names
         where = data.name if spec != "digits" else "digits test split"
     else:
         path = Path(spec)
@@ -234,7 +260,7 @@ def _eval_data(spec: str, label_column, model, need_labels: bool):
             if path.suffix.lower() != ".npz" and path.is_file():
                 width = _csv_width(path)
             label_column = -1 if width == model.n_features_in_ + 1 else None
-        data = datasets.load_file(path, label_column=label_column)
+        data = datasets.load_file(path, label_column=label_column, target=target)
         if data.X_test is not None:
             X, y, where = data.X_test, data.y_test, f"{path} (X_test, y_test)"
         else:
@@ -246,35 +272,22 @@ def _eval_data(spec: str, label_column, model, need_labels: bool):
         )
     if need_labels and y is None:
         raise CommandError(f"{where}: no labels to evaluate against (see --label-column)")
-    return X, y, where
+    return X, y, where, class_names
 
 
-class _Progress:
-    """Per-epoch callback: one line per epoch with a bar, the loss and the epoch's seconds."""
+class _EpochSeconds:
+    """Per-epoch callback recording each epoch's seconds (the demo's timing).
 
-    def __init__(self, epochs: int, quiet: bool = False, stream=None):
-        self.epochs = epochs
-        self.quiet = quiet
-        self.stream = stream or sys.stdout
+    The progress itself is the estimator's display (``verbose='progress'``).
+    """
+
+    def __init__(self):
         self.last = 0.0
         self.seconds: list[float] = []
 
     def __call__(self, model, info):
-        seconds = info["elapsed"] - self.last
+        self.seconds.append(info["elapsed"] - self.last)
         self.last = info["elapsed"]
-        self.seconds.append(seconds)
-        if self.quiet:
-            return False
-        width = 20
-        done = int(round(width * info["epoch"] / self.epochs))
-        line = (
-            f"  epoch {info['epoch']:>{len(str(self.epochs))}}/{self.epochs} "
-            f"[{'#' * done}{'.' * (width - done)}] loss {info['loss']:.4f}"
-        )
-        if info.get("validation_score") is not None:
-            line += f"  validation accuracy {info['validation_score']:.4f}"
-        line += f"  {seconds:.2f} s"
-        print(line, file=self.stream, flush=True)
         return False
 
 
@@ -373,8 +386,8 @@ def cmd_demo(args) -> int:
     )
     warm = _warm_up(params, X_train, y_train)
     print(f"warm-up: {warm:.2f} s (Numba: compiling, or loading the on-disk cache)")
-    progress = _Progress(args.epochs)
-    model = TwoLayerClassifier(**params, callbacks=[progress])
+    progress = _EpochSeconds()
+    model = TwoLayerClassifier(**params, callbacks=[progress], verbose="progress")
     _fit_quietly(model, X_train, y_train)
     accuracy = float(np.mean(model.predict(X_test) == y_test))
     fast = statistics.median(progress.seconds)
@@ -397,39 +410,94 @@ def cmd_demo(args) -> int:
 
 
 # -------------------------------------------------------------------------- train
-def _plot(model, path: Path, title: str) -> None:
+def _restored_epoch(model) -> int | None:
+    """Return the epoch (from 1) whose weights early stopping restored, None without it.
+
+    The first epoch whose validation score equals ``best_validation_score_``: the
+    score is kept only when it beats every earlier one, so that epoch is the one
+    (for ``early_stopping_metric='score'``, the command line's).
+    """
+    scores = getattr(model, "validation_scores_", None)
+    best = getattr(model, "best_validation_score_", None)
+    if not scores or best is None:
+        return None
+    return next((i + 1 for i, s in enumerate(scores) if s == best), None)
+
+
+def _rows_trained_on(model, n_rows: int) -> int:
+    """Rows the weights were fitted on: ``n_rows`` less the early-stopping split.
+
+    The validation split holds ``ceil(validation_fraction * n_rows)`` rows, as
+    ``train_test_split`` rounds a fraction of a test set.
+    """
+    import math
+
+    if getattr(model, "validation_scores_", None) is None:
+        return n_rows
+    return n_rows - math.ceil(model.validation_fraction * n_rows)
+
+
+def _curves_figure(model, title: str):
+    """Draw the training figure and return it.
+
+    The losses (training, and validation when early stopping gave one) and the
+    validation score per epoch, the restored epoch marked.
+    """
     import matplotlib
-    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
     from matplotlib.ticker import MaxNLocator
+    from sklearn.base import is_regressor
 
+    regression = is_regressor(model)
     scores = getattr(model, "validation_scores_", None)
-    fig, axes = plt.subplots(1, 2 if scores else 1, figsize=(10 if scores else 5.5, 3.8),
+    val_loss = getattr(model, "validation_loss_curve_", None)
+    restored = _restored_epoch(model)
+    fig, axes = plt.subplots(1, 2 if scores else 1, figsize=(10 if scores else 5.5, 4.0),
                              squeeze=False)
     ax = axes[0, 0]
     epochs = np.arange(1, len(model.loss_curve_) + 1)
-    ax.plot(epochs, model.loss_curve_, marker="o", ms=3)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (cross-entropy + L2)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if regression:
+        what = "half squared error" if model.loss == "squared_error" else "half Poisson deviance"
+    else:
+        what = "cross-entropy"
+    ax.plot(epochs, model.loss_curve_, marker="o", ms=3, label=f"training ({what} + L2)")
+    if val_loss:
+        ax.plot(epochs[: len(val_loss)], val_loss, marker="o", ms=3, color="tab:orange",
+                label=f"validation ({what}, no L2)")
+    ax.set_ylabel("loss")
+    panels = [ax]
     if scores:
         ax = axes[0, 1]
-        ax.plot(epochs[: len(scores)], scores, marker="o", ms=3, color="tab:green")
+        ax.plot(epochs[: len(scores)], scores, marker="o", ms=3, color="tab:green",
+                label="validation")
+        ax.set_ylabel("validation R²" if regression else "validation accuracy")
+        panels.append(ax)
+    for ax in panels:
+        if restored is not None:
+            ax.axvline(restored, color="tab:red", ls="--", lw=1,
+                       label=f"restored epoch {restored}")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("validation accuracy")
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def _plot(model, path: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = _curves_figure(model, title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def cmd_train(args) -> int:
-    """Train on the chosen data, print accuracies, save the model and the curves."""
+    """Train on the chosen data, print accuracies (R²), save the model and the curves."""
     import numpy as np
 
     from .classifier import TwoLayerClassifier
@@ -442,34 +510,23 @@ def cmd_train(args) -> int:
     _check_writable("--output", args.output)
     _check_writable("--plot", args.plot)
     task = args.task
+    load = dict(label_column=args.label_column, max_train=args.max_train,
+                test_size=args.test_size, seed=args.seed)
     try:
-        data = _load_data(args.data, label_column=args.label_column, max_train=args.max_train,
-                          test_size=args.test_size, seed=args.seed)
-    except ValueError as exc:  # a CSV label column of non-integer numbers: a float target
-        if task == "classification" or "non-integer numbers" not in str(exc):
+        data = _load_data(args.data, target="values" if task == "regression" else "labels",
+                          **load)
+    except ValueError as exc:  # a label column of non-integer numbers: a regression target
+        float_labels = "non-integer numbers" in str(exc)
+        if float_labels and task == "classification":
+            raise CommandError(str(exc).replace("load it with target='values'",
+                                                "train with --task regression")) from None
+        if not float_labels or task != "auto":
             raise
-        if not isinstance(args.label_column, int) or Path(args.data).suffix.lower() == ".npz":
-            raise CommandError(f"{exc}; regression on it needs a CSV file and a numeric "
-                               "--label-column") from None
-        from . import datasets
-
-        data = datasets.load_file(Path(args.data), label_column=None)
-        table = data.X_train
-        data.y_train = table[:, args.label_column].copy()
-        data.X_train = np.delete(table, args.label_column % table.shape[1], axis=1)
-        data = _split(data, args.test_size, args.seed)
-        if args.max_train is not None and args.max_train < data.X_train.shape[0]:
-            keep = np.random.default_rng(args.seed).permutation(data.X_train.shape[0])
-            keep = np.sort(keep[:args.max_train])
-            data.X_train, data.y_train = data.X_train[keep], data.y_train[keep]
-        if task == "auto":
-            print("task: regression (the target has non-integer numbers; "
-                  "--task classification refuses them)")
+        data = _load_data(args.data, target="values", **load)
+        print("task: regression (the target has non-integer numbers; "
+              "--task classification refuses them)")
         task = "regression"
     regression = task == "regression"
-    if regression and (args.output is not None or args.plot is not None):
-        raise CommandError("--output and --plot are for classifiers for now: fastmlp.model_io "
-                           "saves TwoLayerClassifier only")
     dtype = np.dtype(args.dtype)
     X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
     X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
@@ -477,15 +534,17 @@ def cmd_train(args) -> int:
     print(f"      X_train {X_train.shape}, X_test {X_test.shape}, {dtype.name}; {_thread_info()}")
     lr = args.lr if args.lr is not None else (0.01 if args.solver == "sgd" else 0.001)
     batch = min(args.batch_size, X_train.shape[0])  # what fit would clip it to, warning
-    progress = _Progress(args.epochs, quiet=args.quiet)
     model = (TwoLayerRegressor if regression else TwoLayerClassifier)(
         hidden_units=args.hidden, solver=args.solver, learning_rate_init=lr,
         batch_size=batch, alpha=args.alpha, momentum=args.momentum,
         max_iter=args.epochs, random_state=args.seed, dtype=dtype.type,
-        early_stopping=args.early_stopping, callbacks=[progress],
+        early_stopping=args.early_stopping, verbose=False if args.quiet else "progress",
     )
-    target = "1 output (regression)" if regression else (
-        f"{np.unique(data.y_train).size} classes")
+    if regression:
+        k = 1 if data.y_train.ndim == 1 else data.y_train.shape[1]
+        target = f"{k} output{'s' if k > 1 else ''} (regression)"
+    else:
+        target = f"{np.unique(data.y_train).size} classes"
     print(f"training: {X_train.shape[1]} -> {args.hidden} ReLU -> "
           f"{target}, solver {args.solver}, lr {lr:g}, "
           f"batch {batch}, up to {args.epochs} epochs")
@@ -498,16 +557,25 @@ def cmd_train(args) -> int:
           "cache loading on a first run)")
     what = "R²" if regression else "accuracy"
     print(f"train {what} {train_acc:.4f}, test {what} {test_acc:.4f}")
-    # the callbacks hold no state worth saving: drop them so the file records none
-    model.set_params(callbacks=None)
+    restored = _restored_epoch(model)
+    if restored is not None:
+        print(f"early stopping kept epoch {restored} (validation score "
+              f"{model.best_validation_score_:.4f})")
+    # the file records a quiet model: loading it and fitting again draws no progress
+    model.set_params(verbose=False)
     if args.output is not None:
         path = save_model(model, args.output)
         print(f"model saved to {path}")
     if args.plot is not None:
         label = {"sklearn": "digits", "file": Path(data.location).name}.get(
             data.source, "Fashion-MNIST" + (" sample" if data.source == "sample" else ""))
-        _plot(model, args.plot, f"{label}, {X_train.shape[0]} rows: {args.solver}, hidden "
-              f"{args.hidden}, test accuracy {test_acc:.3f}")
+        n_rows = X_train.shape[0]
+        fitted = _rows_trained_on(model, n_rows)
+        rows = f"{fitted} rows trained on"
+        if fitted != n_rows:
+            rows += f" ({n_rows - fitted} of {n_rows} held out for validation)"
+        _plot(model, args.plot, f"{label}, {rows}: {args.solver}, hidden {args.hidden}, "
+              f"test {what} {test_acc:.3f}")
         print(f"curves saved to {args.plot}")
     return 0
 
@@ -533,12 +601,24 @@ def _load_model(path):
 
 def cmd_predict(args) -> int:
     """Write the predicted label (and optionally probabilities) of each row."""
+    from sklearn.base import is_regressor
+
     _check_writable("--output", args.output)
     model = _load_model(args.model)
-    X, _, where = _eval_data(args.data, args.label_column, model, need_labels=False)
+    regression = is_regressor(model)
+    if regression and args.proba:
+        raise CommandError(f"--proba: {args.model} holds a TwoLayerRegressor, which predicts "
+                           "numbers, not class probabilities")
+    X, _, where, _ = _eval_data(args.data, args.label_column, model, need_labels=False)
     labels = model.predict(X)
-    rows = [[str(v)] for v in labels]
-    header = ["prediction"]
+    if regression:
+        values = labels.reshape(labels.shape[0], -1)  # (n, n_outputs)
+        rows = [[f"{v:.9g}" for v in r] for r in values]
+        header = (["prediction"] if values.shape[1] == 1 else
+                  [f"prediction_{j}" for j in range(values.shape[1])])
+    else:
+        rows = [[str(v)] for v in labels]
+        header = ["prediction"]
     if args.proba:
         P = model.predict_proba(X)
         header += [f"p_{c}" for c in model.classes_]
@@ -583,29 +663,79 @@ def _comparable_labels(y, model, pred, where):
     return y, pred, classes
 
 
-def cmd_evaluate(args) -> int:
-    """Print accuracy, the per-class report and the confusion matrix."""
+def _display_names(labels, class_names):
+    """``["0 T-shirt/top", ...]`` for labels ``0..C-1`` of a data set with class names.
+
+    None when the data set has none, when a label is not an index into them, or
+    when the names only repeat the labels (digits' ``"0".."9"``).
+    """
+    if not class_names:
+        return None
+    out = []
+    for label in labels:
+        value = label.item() if hasattr(label, "item") else label
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or not 0 <= value < len(class_names):
+            return None
+        out.append(f"{value} {class_names[value]}")
+    if all(name == f"{label} {label}" for name, label in zip(out, labels, strict=True)):
+        return None
+    return out
+
+
+def _evaluate_regressor(args, model, X, y, where) -> int:
     import numpy as np
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y = np.asarray(y, dtype=np.float64)
+    pred = np.asarray(model.predict(X), dtype=np.float64)
+    if y.shape != pred.shape:
+        raise CommandError(f"{where}: the targets have shape {y.shape}, the model predicts "
+                           f"{pred.shape}")
+    print(f"model: {args.model} ({model.n_features_in_} -> {model.coefs_[0].shape[1]} -> "
+          f"{model.n_outputs_} output{'s' if model.n_outputs_ > 1 else ''}, "
+          f"TwoLayerRegressor, loss {model.loss})")
+    print(f"data:  {where}, {X.shape[0]} rows")
+    print(f"R²:   {r2_score(y, pred):.4f}")
+    print(f"MAE:  {mean_absolute_error(y, pred):.6g}")
+    print(f"RMSE: {float(np.sqrt(mean_squared_error(y, pred))):.6g}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """Print accuracy, the per-class report and the confusion matrix (R² for a regressor)."""
+    import numpy as np
+    from sklearn.base import is_regressor
     from sklearn.metrics import classification_report, confusion_matrix
 
     model = _load_model(args.model)
-    X, y, where = _eval_data(args.data, args.label_column, model, need_labels=True)
+    X, y, where, class_names = _eval_data(args.data, args.label_column, model,
+                                          need_labels=True)
+    if is_regressor(model):
+        return _evaluate_regressor(args, model, X, y, where)
     y, pred, classes = _comparable_labels(np.asarray(y), model, model.predict(X), where)
     labels = np.union1d(classes, y)
     accuracy = float(np.mean(pred == y))
     print(f"model: {args.model} ({model.n_features_in_} -> {model.coefs_[0].shape[1]} -> "
           f"{len(model.classes_)} classes)")
     print(f"data:  {where}, {X.shape[0]} rows")
+    names = _display_names(labels, class_names)
+    if names is not None:
+        print("classes: " + ", ".join(names))
     print(f"accuracy: {accuracy:.4f}")
     print()
-    print(classification_report(y, pred, labels=labels, digits=4, zero_division=0))
+    print(classification_report(y, pred, labels=labels, target_names=names, digits=4,
+                                zero_division=0))
     cm = confusion_matrix(y, pred, labels=labels)
-    names = [str(c) for c in labels]
-    width = max(5, *(len(n) for n in names), len(str(cm.max())))
+    columns = [str(c) for c in labels]
+    rows = names if names is not None else columns
+    width = max(5, *(len(n) for n in columns), len(str(cm.max())))
+    first = max(width, *(len(n) for n in rows))
     print("confusion matrix (rows: true label, columns: predicted)")
-    print(" " * width + " " + " ".join(f"{n:>{width}}" for n in names))
-    for name, row in zip(names, cm, strict=True):
-        print(f"{name:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+    print(" " * first + " " + " ".join(f"{n:>{width}}" for n in columns))
+    for name, row in zip(rows, cm, strict=True):
+        print(f"{name:>{first}} " + " ".join(f"{v:>{width}}" for v in row))
     return 0
 
 
@@ -767,7 +897,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train a model and save it",
-                       description="Train TwoLayerClassifier and save it as .npz.")
+                       description="Train TwoLayerClassifier (or TwoLayerRegressor, "
+                       "--task regression) and save it as .npz. Progress goes to stderr: "
+                       "one redrawn line on a terminal, a line per epoch elsewhere.")
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist, fashion-mnist-sample, digits, a directory of "
                    "Fashion-MNIST IDX files, or a .npz/CSV file")
@@ -796,19 +928,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hold out 10%% for validation and keep the best epoch")
     p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                    help="classification (TwoLayerClassifier) or regression (TwoLayerRegressor);"
-                   " auto: regression when a CSV label column holds non-integer numbers, "
-                   "saying so, else classification")
+                   " auto: regression when the file's labels (a CSV column or a .npz's y) hold "
+                   "non-integer numbers, saying so, else classification")
     p.add_argument("--output", "-o", type=Path, default=None,
                    help="save the model (.npz) (default: not saved)")
     p.add_argument("--plot", type=Path, default=None,
-                   help="save the loss (and validation) curves as a PNG, needs matplotlib "
-                   "(default: no plot)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no line per epoch")
+                   help="save the loss curves (training, and validation with "
+                   "--early-stopping, the restored epoch marked) and the validation score "
+                   "as a PNG, needs matplotlib (default: no plot)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_train)
 
     for name, func, text in (
-        ("predict", cmd_predict, "write the predicted label of each row"),
-        ("evaluate", cmd_evaluate, "accuracy, per-class report and confusion matrix"),
+        ("predict", cmd_predict, "write the predicted label (or value) of each row"),
+        ("evaluate", cmd_evaluate, "accuracy, per-class report and confusion matrix "
+                                   "(R², MAE, RMSE for a regressor)"),
     ):
         p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
         p.add_argument("--model", "-m", type=Path, required=True,

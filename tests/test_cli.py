@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -53,8 +54,14 @@ def test_train_digits_saves_model_and_plot(digits_model):
     where, status, out, err = digits_model
     assert status == 0, err
     assert "Traceback" not in err
-    assert out.count("  epoch ") == 3  # one progress line per epoch
-    assert "validation accuracy" in out
+    # the estimators' progress display, on stderr: a plain line per epoch off a terminal
+    assert len(re.findall(r"^epoch \d/3 \[[#.]{20}\] loss .* \| elapsed .*, ETA .*/.* \| "
+                          r"val_accuracy [\d.]+ val_loss [\d.]+$", err, re.M)) == 3, err
+    assert "\r" not in err
+    assert re.search(r"^early stopping: restored the weights of epoch \d \(val_accuracy", err,
+                     re.M)
+    assert not re.search(r"^ *epoch \d", out, re.M)  # nothing of it on stdout
+    assert "early stopping kept epoch" in out
     assert "test accuracy" in out and "model saved to model.npz" in out
     assert (where / "model.npz").is_file()
     assert (where / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -71,7 +78,7 @@ def test_train_csv_with_string_labels_then_evaluate(tmp_path):
                            "--solver", "adam", "--lr", "0.05", "--quiet", "-o", "m.npz",
                            cwd=tmp_path)
     assert status == 0, err
-    assert "  epoch " not in out  # --quiet
+    assert "epoch " not in err and "  epoch " not in out  # --quiet
     assert "X_train (64, 3), X_test (16, 3)" in out
     status, out, err = run("evaluate", "-m", "m.npz", "--data", "d.csv", cwd=tmp_path)
     assert status == 0, err
@@ -207,7 +214,7 @@ def test_demo_on_shipped_sample(tmp_path):
     assert status == 0, err
     assert "Fashion-MNIST (sample shipped in datasets/)" in out
     assert "X_train (2000, 784), X_test (10000, 784), float32" in out
-    assert out.count("  epoch ") == 2
+    assert len(re.findall(r"^epoch \d/2 \[", err, re.M)) == 2, err  # progress on stderr
     accuracy = float(out.split("test accuracy: ")[1].split()[0])
     assert accuracy > 0.6  # 10 classes; two epochs on 2,000 real images learn a lot
     fast = float(out.split("fastmlp:")[1].split()[0])
@@ -474,3 +481,192 @@ def test_help_imports_no_numpy_and_knows_every_activation():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ----------------------------------------------------------- the plot, class names
+@pytest.fixture
+def captured_plot(monkeypatch, tmp_path):
+    """Run ``train`` in this process; keep what ``_plot`` was given and draw it."""
+    seen = {}
+    real = cli._plot
+
+    def plot(model, path, title):
+        seen.update(model=model, path=path, title=title)
+        real(model, path, title)
+
+    monkeypatch.setattr(cli, "_plot", plot)
+    return seen
+
+
+def test_plot_shows_validation_loss_restored_epoch_and_rows_trained_on(
+        captured_plot, tmp_path, capsys):
+    png = tmp_path / "c.png"
+    status = cli.main(["train", "--data", "digits", "--hidden", "8", "--epochs", "6",
+                       "--lr", "0.01", "--early-stopping", "--quiet", "--plot", str(png)])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    model, title = captured_plot["model"], captured_plot["title"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # 1,347 training rows, 10% (rounded up) held out: the weights saw 1,212 per epoch
+    per_epoch = model.t_ // model.n_iter_
+    assert per_epoch == 1212 and model.t_ == per_epoch * model.n_iter_
+    assert title.startswith("digits, 1212 rows trained on (135 of 1347 held out for "
+                            "validation): adam, hidden 8, test accuracy ")
+    fig = cli._curves_figure(model, title)
+    loss_ax, score_ax = fig.axes
+    lines = {line.get_label(): line for line in loss_ax.get_lines()}
+    np.testing.assert_allclose(lines["validation (cross-entropy, no L2)"].get_ydata(),
+                               model.validation_loss_curve_)
+    np.testing.assert_allclose(lines["training (cross-entropy + L2)"].get_ydata(),
+                               model.loss_curve_)
+    restored = int(np.argmax(model.validation_scores_)) + 1
+    for ax in (loss_ax, score_ax):
+        mark = next(line for line in ax.get_lines() if line.get_label().startswith("restored"))
+        assert mark.get_label() == f"restored epoch {restored}"
+        assert list(mark.get_xdata()) == [restored, restored]
+    assert score_ax.get_ylabel() == "validation accuracy"
+    assert f"early stopping kept epoch {restored} " in out
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_plot_without_early_stopping_counts_every_row(captured_plot, tmp_path, capsys):
+    status = cli.main(["train", "--data", "digits", "--hidden", "8", "--epochs", "2",
+                       "--quiet", "--plot", str(tmp_path / "c.png")])
+    assert status == 0, capsys.readouterr().err
+    model, title = captured_plot["model"], captured_plot["title"]
+    assert "digits, 1347 rows trained on: adam" in title and "held out" not in title
+    fig = cli._curves_figure(model, title)
+    assert len(fig.axes) == 1
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == ["training (cross-entropy + L2)"]  # no validation, nothing restored
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_evaluate_prints_fashion_mnist_class_names(tmp_path):
+    from fastmlp.datasets import FASHION_CLASSES
+
+    status, out, err = run("train", "--data", "fashion-mnist-sample", "--max-train", "500",
+                           "--hidden", "8", "--epochs", "1", "--quiet", "-o", "f.npz",
+                           cwd=tmp_path)
+    assert status == 0, err
+    status, out, err = run("evaluate", "-m", "f.npz", "--data", "fashion-mnist-sample",
+                           cwd=tmp_path)
+    assert status == 0, err
+    names = [f"{i} {n}" for i, n in enumerate(FASHION_CLASSES)]
+    assert "classes: " + ", ".join(names) in out
+    assert "0 T-shirt/top" in names and "9 Ankle boot" in names
+    report = out.split("accuracy: ")[1].split("confusion matrix")[0]
+    for name in names:  # one row of the report per class, by name
+        assert re.search(rf"^ *{re.escape(name)} +[\d.]+ +[\d.]+ +[\d.]+ +1000$", report,
+                         re.M), name
+    matrix = out.split("columns: predicted)\n")[1].strip().splitlines()
+    assert matrix[0].split() == [str(i) for i in range(10)]
+    for name, row in zip(names, matrix[1:], strict=True):
+        assert row.strip().startswith(name)
+        assert sum(int(v) for v in row[len(row) - len(row.lstrip()) + len(name):].split()) == 1000
+
+
+def test_evaluate_digits_prints_no_class_names(digits_model):
+    # digits' names are its labels: nothing to add
+    status, out, err = run("evaluate", "-m", "model.npz", "--data", "digits",
+                           cwd=digits_model[0])
+    assert status == 0, err
+    assert "classes:" not in out
+    assert cli._display_names(np.arange(3), ("0", "1", "2")) is None
+    assert cli._display_names(np.arange(2), ("cat", "dog")) == ["0 cat", "1 dog"]
+    assert cli._display_names(np.array(["a", "b"]), ("cat", "dog")) is None
+
+
+# ------------------------------------------------------------------------ regression
+def regression_csv(path, rows=120, integer=False):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(rows, 3))
+    y = 3 * X[:, 0] - 2 * X[:, 1] + 0.5 * X[:, 2] + 0.05 * rng.normal(size=rows)
+    y = np.round(4 * y) if integer else y  # integer targets look like class labels
+    path.write_text("a,b,c,target\n" + "\n".join(
+        f"{a:.5f},{b:.5f},{c:.5f},{t:.0f}" if integer else f"{a:.5f},{b:.5f},{c:.5f},{t:.5f}"
+        for (a, b, c), t in zip(X, y, strict=True)) + "\n")
+    return X, y
+
+
+def test_task_regression_saves_plots_evaluates_and_predicts(tmp_path):
+    # integer targets: --task auto would train a classifier; --task regression does not
+    regression_csv(tmp_path / "r.csv", integer=True)
+    table = np.loadtxt(tmp_path / "r.csv", delimiter=",", skiprows=1)  # what the CLI reads
+    X, y = table[:, :3].astype(np.float32), table[:, 3]
+    status, out, err = run("train", "--data", "r.csv", "--task", "regression", "--hidden", "16",
+                           "--epochs", "40", "--lr", "0.02", "--early-stopping",
+                           "-o", "r.npz", "--plot", "r.png", cwd=tmp_path)
+    assert status == 0, err
+    assert "task: regression" not in out  # asked for, not detected
+    assert "-> 1 output (regression)" in out and "model saved to r.npz" in out
+    assert re.search(r"train R² [\d.-]+, test R² [\d.-]+", out)
+    assert "| val_r2 " in err and "early stopping: restored the weights of epoch" in err
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from fastmlp import TwoLayerRegressor, load_model
+
+    model = load_model(tmp_path / "r.npz")
+    assert type(model) is TwoLayerRegressor and model.verbose is False
+    status, out, err = run("evaluate", "-m", "r.npz", "--data", "r.csv", cwd=tmp_path)
+    assert status == 0, err
+    assert "TwoLayerRegressor, loss squared_error" in out and "r.csv, 120 rows" in out
+    r2 = float(out.split("R²:")[1].split()[0])
+    assert r2 == pytest.approx(model.score(X, y), abs=1e-4)
+    assert r2 > 0.8  # a linear target, learned
+    assert "MAE:" in out and "RMSE:" in out
+    status, out, err = run("predict", "-m", "r.npz", "--data", "r.csv", cwd=tmp_path)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "prediction" and len(lines) == 121
+    np.testing.assert_allclose([float(v) for v in lines[1:]],
+                               model.predict(X), rtol=1e-6, atol=1e-6)
+    assert_one_line_error(*run("predict", "-m", "r.npz", "--data", "r.csv", "--proba",
+                               cwd=tmp_path), 1,
+                          "--proba: r.npz holds a TwoLayerRegressor, which predicts numbers")
+
+
+def test_task_auto_detects_float_targets_in_npz_and_csv(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(100, 4))
+    np.savez(tmp_path / "r.npz", X=X, y=X @ np.array([1.0, 2.0, 0.0, -1.0]))
+    status, out, err = run("train", "--data", "r.npz", "--hidden", "8", "--epochs", "3",
+                           "--quiet", cwd=tmp_path)
+    assert status == 0, err
+    assert out.startswith("task: regression (the target has non-integer numbers")
+    assert "X_train (80, 4), X_test (20, 4)" in out
+    regression_csv(tmp_path / "r.csv")
+    status, out, err = run("train", "--data", "r.csv", "--label-column", "target",
+                           "--hidden", "8", "--epochs", "3", "--max-train", "50", "--quiet",
+                           cwd=tmp_path)
+    assert status == 0, err
+    assert "task: regression" in out and "X_train (50, 3), X_test (24, 3)" in out
+
+
+def test_task_classification_refuses_float_targets_in_one_line(tmp_path):
+    regression_csv(tmp_path / "r.csv")
+    assert_one_line_error(*run("train", "--data", "r.csv", "--task", "classification",
+                               cwd=tmp_path), 1, "r.csv [label column 3]: labels must be "
+                          "class labels", "got non-integer numbers (a regression target: "
+                          "train with --task regression)")
+
+
+def test_multi_output_regression_from_npz(tmp_path):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(90, 3))
+    Y = np.column_stack([X[:, 0], X[:, 1] - X[:, 2]])
+    np.savez(tmp_path / "m.npz", X_train=X[:70], y_train=Y[:70], X_test=X[70:], y_test=Y[70:])
+    status, out, err = run("train", "--data", "m.npz", "--task", "regression", "--hidden", "8",
+                           "--epochs", "5", "--quiet", "-o", "model.npz", cwd=tmp_path)
+    assert status == 0, err
+    assert "-> 2 outputs (regression)" in out
+    status, out, err = run("predict", "-m", "model.npz", "--data", "m.npz", cwd=tmp_path)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "prediction_0,prediction_1" and len(lines) == 21  # the X_test rows
+    status, out, err = run("evaluate", "-m", "model.npz", "--data", "m.npz", cwd=tmp_path)
+    assert status == 0, err
+    assert "-> 2 outputs, TwoLayerRegressor" in out and "(X_test, y_test), 20 rows" in out
