@@ -34,14 +34,15 @@ from sklearn.utils import assert_all_finite, check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import solvers
+from . import _sparse, solvers, solvers_sparse
 from ._jit import thread_count
 from ._progress import NullProgress, Progress
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _DTYPES = {"float32": np.float32, "float64": np.float64}
-# Sparse formats taken as they are (others are converted to CSR first); all become dense.
-_SPARSE_FORMATS = ["csr", "csc", "coo"]
+# Sparse X of any format becomes a canonical CSR in the working dtype, once
+# (_sparse.check_csr), and stays sparse: the sparse solvers train on its arrays.
+_SPARSE_FORMATS = ["csr"]
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -154,6 +155,7 @@ class BaseTwoLayer(BaseEstimator):
             Interval(Integral, None, -1, closed="right"),
             None,
         ],
+        "sparse_updates": [StrOptions({"exact", "lazy"})],
     }
 
     def __init__(
@@ -205,6 +207,13 @@ class BaseTwoLayer(BaseEstimator):
         """
         return solvers.kernel_options(
             n_rows, n_features, n_hidden, n_threads=thread_count(self.n_threads)
+        )
+
+    def _sparse_kernel_options(self, n_rows, X, n_hidden):
+        """:meth:`_kernel_options` for CSR ``X`` (``_sparse.CSRArrays``), from its nnz per row."""
+        nnz_per_row = X.nnz / max(X.shape[0], 1)
+        return solvers_sparse.kernel_options(
+            n_rows, nnz_per_row, n_hidden, n_threads=thread_count(self.n_threads)
         )
 
     def __getstate__(self):
@@ -341,6 +350,11 @@ class BaseTwoLayer(BaseEstimator):
         # front costs ~10% of a Fashion-MNIST partial_fit epoch. L-BFGS and the
         # early-stopping split (whose validation rows no loss sees) check up front.
         deferred_check = self.solver != "lbfgs" and not self.early_stopping
+        if sp.issparse(X):
+            # every raw array checked (a kernel must never read out of bounds) and the
+            # matrix made a canonical CSR in dt, before scikit-learn reads it; the
+            # caller's object is not modified and no dense copy is made
+            X = _sparse.as_csr(X, dt)
         if first_pass or not deferred_check or not self._is_plain_batch(X, y, dt):
             X, y = validate_data(
                 self,
@@ -394,11 +408,10 @@ class BaseTwoLayer(BaseEstimator):
         )
 
     def _fit_validated(self, X, y, sample_weight, incremental, classes, first_pass, dt):
-        # X is validated; sparse input becomes dense here, once (sparse kernels
-        # will take it from this point instead)
-        if sp.issparse(X):
-            X = np.ascontiguousarray(X.toarray(), dtype=dt)  # (n, D) dense, once
-        X = _writeable(X)
+        # X is validated: a dense array, or a canonical CSR in dt that stays sparse
+        # (its arrays go to the sparse solvers; nothing of size (n, D) is made)
+        if not sp.issparse(X):
+            X = _writeable(X)
         Y, idx = self._encode_targets(y, first_pass, incremental, classes)
         sw = self._sample_weights(sample_weight, X, idx, incremental)
         rng = check_random_state(self.random_state)
@@ -507,6 +520,8 @@ class BaseTwoLayer(BaseEstimator):
                 self.best_loss_ = None
             (X, Y, sw, *_), (Xv, Yv, swv, *_) = self._split_validation(X, Y, sw, idx, rng)
             swv = swv.astype(np.float64)
+            if sp.issparse(Xv):  # the rows of a CSR split stay a CSR: checked once here
+                Xv = _sparse.CSRArrays.of(Xv, X.dtype)
         else:
             if first_pass or getattr(self, "best_loss_", None) is None:
                 self.best_loss_ = np.inf
@@ -527,11 +542,27 @@ class BaseTwoLayer(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n))
         D, H = params[0].shape
         ws = self.__dict__.get("_workspace")
-        if ws is None or not ws.fits(n, D, H, self.n_outputs_, batch_size, X.dtype):
-            ws = solvers.Workspace(n, D, H, self.n_outputs_, batch_size, X.dtype)
+        if sp.issparse(X):
+            X = _sparse.CSRArrays.of(X, X.dtype)
+            lazy = self.sparse_updates == "lazy"
+            if not (isinstance(ws, solvers_sparse.SparseWorkspace) and ws.lazy == lazy
+                    and ws.fits(n, D, H, self.n_outputs_, batch_size, X.dtype, lazy)):
+                ws = solvers_sparse.SparseWorkspace(n, D, H, self.n_outputs_, batch_size,
+                                                    X.dtype, lazy=lazy)
+            run_epoch = functools.partial(solvers_sparse.run_epoch_sparse, *X.arrays,
+                                          lazy=lazy, check_input=False)
+            opts = self._sparse_kernel_options(batch_size, X, H)
+        else:
+            if not (isinstance(ws, solvers.Workspace)
+                    and ws.fits(n, D, H, self.n_outputs_, batch_size, X.dtype)):
+                ws = solvers.Workspace(n, D, H, self.n_outputs_, batch_size, X.dtype)
+            run_epoch = functools.partial(solvers.run_epoch, X)
+            opts = self._kernel_options(batch_size, D, H)
         self._workspace = ws
-        opts = self._kernel_options(batch_size, D, H)
-        val_opts = self._kernel_options(0 if Xv is None else Xv.shape[0], D, H)
+        if isinstance(Xv, _sparse.CSRArrays):
+            val_opts = self._sparse_kernel_options(Xv.shape[0], Xv, H)
+        else:
+            val_opts = self._kernel_options(0 if Xv is None else Xv.shape[0], D, H)
         callbacks = list(self.callbacks or ())
         start = time.perf_counter()
         self.n_iter_ = 0
@@ -541,8 +572,8 @@ class BaseTwoLayer(BaseEstimator):
         try:
             for _ in range(self.max_iter):
                 seed = rng.randint(np.iinfo(np.int64).max) if self.shuffle else 0
-                loss, step = solvers.run_epoch(
-                    X, Y, sw, params, opt["arrays"], ws,
+                loss, step = run_epoch(
+                    Y, sw, params, opt["arrays"], ws,
                     optimizer=self.solver,
                     learning_rate=opt["learning_rate"],
                     momentum=self.momentum,
@@ -718,10 +749,20 @@ class BaseTwoLayer(BaseEstimator):
         n = X.shape[0]
         # scikit-learn's packing order: coefs then intercepts
         sizes = np.cumsum([0, W1.size, W2.size, b1.size, b2.size])
-        ws = solvers.Workspace(
-            n, W1.shape[0], W1.shape[1], W2.shape[1], n, X.dtype, full_batch=True
-        )
-        opts = self._kernel_options(n, W1.shape[0], W1.shape[1])
+        if sp.issparse(X):
+            X = _sparse.CSRArrays.of(X, X.dtype)
+            ws = solvers_sparse.SparseWorkspace(
+                n, W1.shape[0], W1.shape[1], W2.shape[1], n, X.dtype, full_batch=True
+            )
+            opts = self._sparse_kernel_options(n, X, W1.shape[1])
+            loss_and_grads = functools.partial(solvers_sparse.loss_and_grads_sparse, *X.arrays,
+                                               check_input=False)
+        else:
+            ws = solvers.Workspace(
+                n, W1.shape[0], W1.shape[1], W2.shape[1], n, X.dtype, full_batch=True
+            )
+            opts = self._kernel_options(n, W1.shape[0], W1.shape[1])
+            loss_and_grads = functools.partial(solvers.loss_and_grads, X)
 
         def unpack(theta):
             W1.reshape(-1)[:] = theta[sizes[0]:sizes[1]]
@@ -733,8 +774,8 @@ class BaseTwoLayer(BaseEstimator):
 
         def fun(theta):
             unpack(theta)
-            loss, (gW1, gb1, gW2, gb2) = solvers.loss_and_grads(
-                X, Y, sw, params, ws, alpha=self.alpha, activation=self.activation,
+            loss, (gW1, gb1, gW2, gb2) = loss_and_grads(
+                Y, sw, params, ws, alpha=self.alpha, activation=self.activation,
                 output=self.out_activation_, **opts,
             )
             grad[sizes[0]:sizes[1]] = gW1.reshape(-1)
@@ -870,9 +911,17 @@ class BaseTwoLayer(BaseEstimator):
             out = self._forward(_writeable(Xc), params, argmax, check_finite=True)
             if out is not None:
                 return out
+        if sp.issparse(X):
+            # the width and feature names first, then every raw array (no dense copy)
+            validate_data(self, X, reset=False, skip_check_array=True)
+            Xs = _sparse.CSRArrays.of(X, dt)
+            if Xs.shape[0] < 1:
+                raise ValueError(
+                    f"Found array with 0 sample(s) (shape={Xs.shape}) while a minimum of 1 "
+                    "is required."
+                )
+            return self._forward_sparse(Xs, params, argmax)
         Xc = validate_data(self, X, reset=False, accept_sparse=_SPARSE_FORMATS, dtype=dt, order="C")
-        if sp.issparse(Xc):
-            Xc = np.ascontiguousarray(Xc.toarray(), dtype=dt)
         return self._forward(_writeable(Xc), params, argmax, check_finite=False)
 
     def _forward(self, Xc, params, argmax, check_finite):
@@ -883,9 +932,20 @@ class BaseTwoLayer(BaseEstimator):
                 min(Xc.shape[0], 1024), *params[0].shape),
         )
 
+    def _forward_sparse(self, Xs, params, argmax, opts=None):
+        """Output values (or argmax indices) of CSR rows (``_sparse.CSRArrays``)."""
+        if opts is None:
+            opts = self._sparse_kernel_options(min(Xs.shape[0], 1024), Xs, params[0].shape[1])
+        return solvers_sparse.forward_proba_sparse(
+            *Xs.arrays, params, activation=self.activation, output=self.out_activation_,
+            argmax=argmax, **opts,
+        )
+
     def _forward_validation(self, Xv, opts):
         """Output values of the current weights on validated rows, in float64."""
         params = (self.coefs_[0], self.intercepts_[0], self.coefs_[1], self.intercepts_[1])
+        if isinstance(Xv, _sparse.CSRArrays):
+            return self._forward_sparse(Xv, params, False, opts).astype(np.float64)
         return solvers.forward_proba(
             Xv, params, activation=self.activation, output=self.out_activation_, **opts,
         ).astype(np.float64)

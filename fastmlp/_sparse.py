@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["check_csr", "check_csr_arrays"]
+__all__ = ["CSRArrays", "as_csr", "check_csr", "check_csr_arrays"]
 
 
 def _index_array(a, what, name):
@@ -223,3 +223,54 @@ def check_csr(X, dtype, *, name="X"):
     indptr = np.ascontiguousarray(indptr, dtype=idx_dtype)
     _check_finite(data, dtype, name)
     return data, indices, indptr
+
+
+class CSRArrays:
+    """The validated arrays of a canonical CSR, as the estimators hand them to compiled code.
+
+    ``data``, ``indices`` and ``indptr`` come from :func:`check_csr` (read-only
+    arrays are copied once here: Numba types them apart, and would compile every
+    kernel again). ``shape`` and ``dtype`` read like an array's, so code that
+    only asks for those (the validation figures) takes either.
+    """
+
+    __slots__ = ("data", "indices", "indptr", "shape")
+
+    def __init__(self, data, indices, indptr, shape):
+        self.data = data if data.flags.writeable else data.copy()
+        self.indices = indices if indices.flags.writeable else indices.copy()
+        self.indptr = indptr if indptr.flags.writeable else indptr.copy()
+        self.shape = (int(shape[0]), int(shape[1]))
+
+    @classmethod
+    def of(cls, X, dtype, *, name="X"):
+        """Validate ``X`` (any scipy sparse format) with :func:`check_csr`; wrap its arrays."""
+        return cls(*check_csr(X, dtype, name=name), X.shape)
+
+    @property
+    def dtype(self):
+        """The dtype of the stored values (the working dtype)."""
+        return self.data.dtype
+
+    @property
+    def arrays(self):
+        """``(data, indices, indptr)``."""
+        return self.data, self.indices, self.indptr
+
+    @property
+    def nnz(self):
+        """The number of stored entries."""
+        return int(self.indptr[-1])
+
+    def matrix(self):
+        """Return a ``scipy.sparse.csr_matrix`` on these arrays (no copy of ``data``)."""
+        return sp.csr_matrix(self.arrays, shape=self.shape, copy=False)
+
+
+def as_csr(X, dtype, *, name="X"):
+    """``X`` validated by :func:`check_csr`, as a canonical ``csr_matrix`` in ``dtype``.
+
+    What scikit-learn's ``validate_data`` may then see safely: it only reads a
+    matrix whose arrays are known good. The caller's object is not modified.
+    """
+    return CSRArrays.of(X, dtype, name=name).matrix()

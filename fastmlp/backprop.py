@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 import numpy as np
+import scipy.sparse as sp
 
+from . import _sparse, reference
 from . import kernels as K
-from . import reference
+from . import kernels_sparse as KS
 
 NODES = ("H0", "H1", "H2", "H3", "Z", "P")
 GRADIENTS = ("dZ", "dH3", "db2", "dW2", "dH2", "dH1", "dH0", "db1", "dW1", "dX")
@@ -115,14 +117,25 @@ def _as_float_array(value, name, ndim, dtype=None):
 
 def _check_inputs(X, y, W1, b1, W2, b2, sample_weight):
     """Validate shapes and values; return fresh C-contiguous copies in one float dtype."""
-    arrays = {"X": X, "W1": W1, "b1": b1, "W2": W2, "b2": b2}
+    sparse_X = sp.issparse(X)
+    arrays = {"W1": W1, "b1": b1, "W2": W2, "b2": b2}
+    if not sparse_X:
+        arrays = {"X": X, **arrays}
     dims = {"X": 2, "W1": 2, "b1": 1, "W2": 2, "b2": 1}
     checked = {k: _as_float_array(v, k, dims[k]) for k, v in arrays.items()}
     # float32 only when every floating input is float32; otherwise float64
     floats = [a.dtype for a in checked.values() if np.issubdtype(a.dtype, np.floating)]
+    if sparse_X and X.dtype.kind == "f":
+        floats.append(X.dtype)
     dtype = np.float32 if floats and all(d == np.float32 for d in floats) else np.float64
     # np.array(..., copy=True) so the caller's arrays are never the ones written to
-    X, W1, b1, W2, b2 = (np.array(checked[k], dtype=dtype, order="C") for k in arrays)
+    W1, b1, W2, b2 = (np.array(checked[k], dtype=dtype, order="C") for k in arrays if k != "X")
+    if sparse_X:
+        # every raw array checked before a kernel reads it; a canonical CSR in dtype
+        # (the caller's matrix is not modified; no dense copy)
+        X = _sparse.CSRArrays.of(X, dtype)
+    else:
+        X = np.array(checked["X"], dtype=dtype, order="C")
     n, D = X.shape
     if n == 0 or D == 0:
         raise ValueError(f"X must have at least one row and one column, got shape {X.shape}")
@@ -202,8 +215,11 @@ def forward_backward(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
-        Input rows.
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        Input rows. A sparse matrix (any scipy format) stays sparse: it is
+        checked and made a canonical CSR, ``H0`` and ``dW1`` come from the
+        sparse kernels (the NumPy backend uses scipy's products); ``dX``, the
+        gradient of every entry of ``X``, is still a dense (n, D) array.
     y : array-like of shape (n_samples,) or (n_samples, n_classes)
         Class indices ``0..n_classes-1``, or a target matrix whose rows are
         one-hot or probabilities.
@@ -261,7 +277,8 @@ def forward_backward(
     X, Y, W1, b1, W2, b2, sw = _check_inputs(X, y, W1, b1, W2, b2, sample_weight)
     if backend == "numpy":
         values = reference.forward_backward(
-            X, Y, W1, b1, W2, b2, alpha=alpha, sample_weight=sw, activation=activation
+            X.matrix() if isinstance(X, _sparse.CSRArrays) else X, Y, W1, b1, W2, b2,
+            alpha=alpha, sample_weight=sw, activation=activation,
         )
         values["loss"] = float(values["loss"])
         return BackpropResult(values)
@@ -288,7 +305,11 @@ def _numba_forward_backward(X, Y, W1, b1, W2, b2, sw, alpha, activation, blas):
     Z = np.empty((n, C), X.dtype)
     P = np.empty((n, C), X.dtype)
     dZ = np.empty((n, C), X.dtype)
-    linear(X, W1, np.zeros(H, X.dtype), H0)  # H0 = X W1            (n, H)
+    sparse_X = isinstance(X, _sparse.CSRArrays)
+    if sparse_X:  # H0 = X W1 over the stored entries of each row (n, H)
+        KS.sparse_linear_forward_serial(*X.arrays, X.indptr[:0], W1, b1[:0], H0)
+    else:
+        linear(X, W1, np.zeros(H, X.dtype), H0)  # H0 = X W1            (n, H)
     K.bias_activation_forward(H0, b1, act, H1, H2)  # H1 = H0 + b1, H2 = act(H1)
     linear(H2, W2, np.zeros(C, X.dtype), H3)  # H3 = H2 W2        (n, C)
     K.bias_activation_forward(H3, b2, K.IDENTITY, Z, Z)  # Z = H3 + b2 (n, C)
@@ -311,7 +332,10 @@ def _numba_forward_backward(X, Y, W1, b1, W2, b2, sw, alpha, activation, blas):
     db1 = np.empty(H, X.dtype)
     K.bias_grad(dH1, db1)  # (H,)
     dW1 = np.empty((D, H), X.dtype)
-    weight_grad(X, dH0, W1, reg, dW1)  # Xᵀ dH0 + reg W1  (D, H)
+    if sparse_X:  # Xᵀ dH0 + reg W1 from the stored entries (D, H)
+        KS.sparse_weight_grad_dense_serial(*X.arrays, X.indptr[:0], dH0, W1, reg, 1, dW1)
+    else:
+        weight_grad(X, dH0, W1, reg, dW1)  # Xᵀ dH0 + reg W1  (D, H)
     dX = np.empty((n, D), X.dtype)
     input_grad(dH0, W1, dX)  # dH0 W1ᵀ                  (n, D)
     return {

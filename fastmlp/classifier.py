@@ -132,6 +132,22 @@ class TwoLayerClassifier(ClassifierMixin, BaseTwoLayer):
         kernels always run on the calling thread, so any number of Python
         threads may fit and predict at once; fits of one estimator from several
         threads take turns.
+    sparse_updates : {"exact", "lazy"}, default="exact"
+        How the stochastic solvers update ``W1`` (``coefs_[0]``) on sparse ``X``
+        (any scipy sparse format; it is made a CSR in the working dtype once and
+        never densified). ``"exact"``: the update of a dense fit, every row of
+        ``W1`` and of the optimizer state steps on every batch, so the model
+        equals the one fitted on ``X.toarray()`` to float rounding. ``"lazy"``:
+        a batch updates only the rows of the features it holds, far less work
+        on text-like data. For ``solver="sgd"`` (with or without Nesterov
+        momentum) this is still exact: what the untouched rows would have
+        received (the L2 decay, the momentum) is applied in closed form when
+        they are next touched and at the end of each epoch. For
+        ``solver="adam"`` it is the **LazyAdam** approximation (TensorFlow
+        Addons ``LazyAdam``, PyTorch ``SparseAdam``): untouched rows and their
+        moments are left as they are, and the L2 penalty reaches a row only
+        when a batch touches it; no closed form exists for dense Adam's step on
+        them. Ignored for dense ``X`` and for ``solver="lbfgs"``.
 
     Attributes
     ----------
@@ -235,6 +251,7 @@ class TwoLayerClassifier(ClassifierMixin, BaseTwoLayer):
         early_stopping_metric="score",
         callbacks=None,
         n_threads=None,
+        sparse_updates="exact",
     ):
         super().__init__(
             hidden_units=hidden_units, activation=activation, solver=solver, alpha=alpha,
@@ -247,6 +264,7 @@ class TwoLayerClassifier(ClassifierMixin, BaseTwoLayer):
             max_fun=max_fun, dtype=dtype, early_stopping_metric=early_stopping_metric,
             callbacks=callbacks, n_threads=n_threads,
         )
+        self.sparse_updates = sparse_updates
         self.class_weight = class_weight
 
     def __sklearn_tags__(self):
@@ -436,8 +454,9 @@ class TwoLayerClassifier(ClassifierMixin, BaseTwoLayer):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data. Sparse input is converted once to a dense array of the
-            working dtype.
+            Training data. Sparse input is made a canonical CSR in the working
+            dtype once (never a dense array) and trained on by the sparse solvers
+            (see ``sparse_updates``); the caller's matrix is not modified.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels, or a multilabel indicator matrix.
         sample_weight : array-like of shape (n_samples,), default=None

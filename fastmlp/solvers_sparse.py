@@ -64,10 +64,13 @@ from ._blas import blas_threads, counts_matter
 from ._jit import specialize
 from .solvers import (
     ADAM,
+    EXP_OUTPUT,
+    LOGISTIC_OUTPUT,
     OUTPUT_CODES,
     SGD,
     SOFTMAX,
     _l2_terms,
+    _output_loss,
     _sum_squares,
     _update,
     shuffle,
@@ -183,11 +186,9 @@ def _loss_and_grads_sparse(
     dZ = dZa[:m]
     dH1 = dH1a[:m]
     _forward_sparse(data, indices, indptr, rows, W1, b1, W2, b2, activation, H1, H2, Z)
-    # The loss kernels overwrite Z with P; serial, as in the dense epoch.
-    if output == SOFTMAX:
-        loss = K.softmax_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
-    else:
-        loss = K.sigmoid_cross_entropy_serial(Z, Y, sw, scale, Z, dZ)
+    # The loss kernels overwrite Z with P; serial, as in the dense epoch. Every
+    # output code of the dense solvers (softmax, logistic, identity, exp).
+    loss = _output_loss(Z, Y, sw, scale, output, dZ)
     reg, penalty = _l2_terms(W1, W2, alpha, scale, fold_l2)
     loss += penalty
     # dZ -> db2, dW2 = H2ᵀ dZ + reg W2, dH1 = (dZ W2ᵀ) * act'(H1) and db1 fused
@@ -393,7 +394,7 @@ def _forward_proba_sparse(data, indices, indptr, W1, b1, W2, b2, activation, out
                     s += e
                 for c in range(C):
                     Zm[i, c] /= s
-        else:
+        elif output == LOGISTIC_OUTPUT:
             one = Zm.dtype.type(1)
             for i in range(m):
                 for c in range(C):
@@ -403,6 +404,11 @@ def _forward_proba_sparse(data, indices, indptr, W1, b1, W2, b2, activation, out
                     else:
                         e = np.exp(z)
                         Zm[i, c] = e / (one + e)
+        elif output == EXP_OUTPUT:  # Poisson regression: the mean is exp(Z)
+            for i in range(m):
+                for c in range(C):
+                    Zm[i, c] = np.exp(Zm[i, c])
+        # IDENTITY_OUTPUT: the outputs Z are the predictions
     if argmax:
         return out[:0], labels
     return out, labels
@@ -448,6 +454,25 @@ def _compiled_call(parallel, lazy, n_blas, work):
         if parallel:
             stack.enter_context(_jit.PARALLEL_LOCK)
         yield path(parallel, lazy)
+
+
+def kernel_options(n_rows, nnz_per_row, n_hidden, *, n_threads=None):
+    """Kernel options (``parallel``, ``blas_threads``) of a sparse epoch's batches of ``n_rows``.
+
+    The sparse twin of :func:`fastmlp.solvers.kernel_options`, from the shapes
+    alone (the same data and seed give the same weights however busy the
+    machine is): the work of a batch's sparse products is
+    ``n_rows * nnz_per_row * n_hidden`` multiply-adds (the mean stored entries
+    per row stand for the dense chooser's ``n_features``). As in the dense
+    estimators every compiled kernel runs on the calling thread (a Numba
+    parallel region per batch costs more than the products of a text batch
+    save); the only dense products (``B x H x C``) get one BLAS thread below
+    :data:`fastmlp.solvers.PARALLEL_MIN_WORK` and ``n_threads`` above.
+    """
+    from .solvers import PARALLEL_MIN_WORK
+
+    small = n_rows * max(float(nnz_per_row), 1.0) * n_hidden < PARALLEL_MIN_WORK
+    return {"parallel": False, "blas_threads": 1 if small else n_threads}
 
 
 def _check_workspace(workspace, n, params, lazy):
