@@ -63,11 +63,38 @@ _FIT_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FIT_LOCKS_GUARD = threading.Lock()
 
 
-def _fit_lock(estimator) -> threading.Lock:
+class _FitLock:
+    """A lock that refuses the thread already holding it, with a clear error.
+
+    A callback that refits its own estimator would otherwise wait for itself
+    for ever (a re-entrant lock would let it change a fit in progress instead).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._owner = None
+
+    def __enter__(self):
+        me = threading.get_ident()
+        if self._owner == me:
+            raise RuntimeError(
+                "fit or partial_fit was called on an estimator from inside its own fit "
+                "(a callback?): call it after the fit returns"
+            )
+        self._lock.acquire()
+        self._owner = me
+        return self
+
+    def __exit__(self, *exc):
+        self._owner = None
+        self._lock.release()
+
+
+def _fit_lock(estimator) -> _FitLock:
     with _FIT_LOCKS_GUARD:
         lock = _FIT_LOCKS.get(estimator)
         if lock is None:
-            lock = _FIT_LOCKS[estimator] = threading.Lock()
+            lock = _FIT_LOCKS[estimator] = _FitLock()
     return lock
 
 

@@ -55,9 +55,15 @@ _MODES = _Modes()
 
 def _after_fork_in_child() -> None:
     # A fork copies the lock as it was: held, perhaps, by a thread the child does
-    # not have. The child has no open block, so it starts with fresh bookkeeping.
+    # not have. The child has no open block, so it starts with fresh bookkeeping,
+    # but the BLAS counts are as the parent's open blocks set them: the child
+    # keeps the counts to restore and the count in force, so its next block of
+    # another count (or None) puts the process's own counts back.
     global _MODES
+    old = _MODES
     _MODES = _Modes()
+    _MODES.saved = list(old.saved)
+    _MODES.count = old.count
 
 
 if hasattr(os, "register_at_fork"):
@@ -106,7 +112,9 @@ def blas_threads(n: int | None) -> Iterator[None]:
     Blocks with different ``n`` never overlap in time: a block waits until the
     open blocks of another count, in other threads, have ended. Blocks of one
     count share it. Once a block of another count waits, new blocks of the
-    current count wait too, so the open ones drain and no count starves.
+    current count wait too, so the open ones drain and the waiting count is
+    let in (the lock is not strictly fair: among several waiters woken at once,
+    any may go first).
     A block opened inside another in the same thread must ask for the same
     count (the outer one holds it: waiting for a different one would wait for
     itself).
@@ -120,36 +128,51 @@ def blas_threads(n: int | None) -> Iterator[None]:
             )
         yield
         return
-    with modes.cond:
-        queued = False
-        while modes.active and (modes.count != n or (modes.waiting and not queued)):
-            # a block of another count is open, or one is waiting for its turn
-            # (then this one joins the queue instead of overtaking it)
-            if not queued:
-                modes.waiting += 1
-                queued = True
-            modes.cond.wait()
-        if queued:
-            modes.waiting -= 1
-        if modes.active == 0 and modes.count != n:
-            try:
-                _set_counts(modes, n)
-            except BaseException:
-                modes.cond.notify_all()
-                raise
-            modes.count = n
-        modes.active += 1
-    modes.local.count = n
+    _enter(modes, n)
     try:
+        modes.local.count = n
         yield
     finally:
-        del modes.local.count
-        with modes.cond:
-            modes.active -= 1
+        modes.local.__dict__.pop("count", None)
+        _leave(modes)
+
+
+def _enter(modes: _Modes, n: int | None) -> None:
+    """Wait for a turn of count ``n``, then open a block (exception-safe)."""
+    with modes.cond:
+        queued = False
+        try:
+            while modes.active and (modes.count != n or (modes.waiting and not queued)):
+                # a block of another count is open, or one is waiting for its turn
+                # (then this one joins the queue instead of overtaking it)
+                if not queued:
+                    modes.waiting += 1
+                    queued = True
+                modes.cond.wait()
+            if modes.active == 0 and modes.count != n:
+                _set_counts(modes, n)
+                modes.count = n
+            modes.active += 1
+        except BaseException:
+            # Ctrl-C while waiting, or a failed set: leave no phantom waiter behind,
+            # and let the others look again
+            modes.cond.notify_all()
+            raise
+        finally:
+            if queued:
+                modes.waiting -= 1
+
+
+def _leave(modes: _Modes) -> None:
+    """Close a block; the last one out restores the counts and wakes the waiters."""
+    with modes.cond:
+        modes.active -= 1
+        try:
+            if modes.active == 0 and modes.count is not None:
+                modes.count = None
+                _set_counts(modes, None)
+        finally:
             if modes.active == 0:
-                if modes.count is not None:
-                    _set_counts(modes, None)
-                    modes.count = None
                 modes.cond.notify_all()
 
 

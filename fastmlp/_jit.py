@@ -89,9 +89,10 @@ _install_package_stamp()
 # parsing error" at every later fit until the user deleted the folder, and two
 # processes compiling two signatures of one function on a cold cache can both
 # number their file 1, leaving the index naming the other signature's machine
-# code. So fastmlp's entries carry a SHA-256 of their bytes and the key they were
-# made for; an entry that fails either check, or fails to load at all, is
-# removed with one warning and compiled afresh.
+# code. So fastmlp's entries carry a SHA-256 of their bytes and a digest of the
+# key and source stamp they were made for: an entry whose bytes fail, or that
+# fails to load at all, is removed with one warning and compiled afresh; one made
+# for another key or version is a miss, compiled afresh and saved over.
 _CACHE_MAGIC = b"fastmlp-cache-1\0"
 _HEALED: list[str] = []  # what was removed, for the single warning
 
@@ -100,8 +101,12 @@ class DamagedCacheEntry(Exception):
     """A cache file whose bytes or key are not what fastmlp wrote."""
 
 
-def _key_digest(key) -> bytes:
-    return hashlib.sha256(repr(key).encode()).digest()
+def _key_digest(key, stamp) -> bytes:
+    # the source stamp too: the key alone (signature, CPU, the function's own
+    # bytecode) is the same before and after a change to another module, so a
+    # data file left from an older fastmlp, named by a newer index written just
+    # before its process was killed, would otherwise pass
+    return hashlib.sha256(repr((stamp, numba.__version__, key)).encode()).digest()
 
 
 def _checked_cache_classes():
@@ -111,14 +116,19 @@ def _checked_cache_classes():
         """Index and data files whose data carry a digest and their key."""
 
         def save(self, key, data):
-            super().save(key, (_key_digest(key), data))
+            super().save(key, (_key_digest(key, self._source_stamp), data))
 
         def load(self, key):
             entry = super().load(key)
             if entry is None:
                 return None
-            if type(entry) is not tuple or len(entry) != 2 or entry[0] != _key_digest(key):
-                raise DamagedCacheEntry("an entry made for another signature")
+            if type(entry) is not tuple or len(entry) != 2:
+                raise DamagedCacheEntry("an entry of another form")
+            if entry[0] != _key_digest(key, self._source_stamp):
+                # made for another signature or version (processes racing for a
+                # file number, or one killed between index and data): a miss,
+                # compiled afresh and saved over it
+                return None
             return entry[1]
 
         def _save_data(self, name, data):

@@ -135,24 +135,60 @@ def test_a_waiting_count_is_not_overtaken():
 )
 def test_small_products_round_the_same_with_any_count():
     # why _blas.counts_matter lets a product of at most ONE_THREAD_WORK
-    # multiply-adds run under any count: OpenBLAS then uses the calling thread only
+    # multiply-adds run under any count: OpenBLAS then uses the calling thread only.
+    # The compiled call is made inside explicit blocks of 1 and 2 threads.
     from fastmlp import solvers
 
+    compiled = solvers.path(True, False)._forward_proba
     rng = np.random.default_rng(0)
     for n, D, H in [(1, 784, 100), (3, 784, 100), (40, 64, 100)]:
         assert n * D * H <= _blas.ONE_THREAD_WORK
-        params = (rng.normal(size=(D, H)).astype(np.float32), np.zeros(H, np.float32),
-                  rng.normal(size=(H, 10)).astype(np.float32), np.zeros(10, np.float32))
+        W1, W2 = rng.normal(size=(D, H)).astype(np.float32), rng.normal(size=(H, 10)).astype(
+            np.float32)
+        b1, b2 = np.zeros(H, np.float32), np.zeros(10, np.float32)
         X = rng.normal(size=(n, D)).astype(np.float32)
-        one = solvers.forward_proba(X, params, blas_threads=1, block=n)
-        two = solvers.forward_proba(X, params, blas_threads=2, block=n)
-        np.testing.assert_array_equal(one, two)
+        out = {}
+        for count in (1, 2):
+            with blas_threads(count):
+                assert set(_counts()) == {count}
+                out[count] = compiled(X, W1, b1, W2, b2, 0, 0, n, False, False)[0]
+        np.testing.assert_array_equal(out[1], out[2])
     assert _blas.counts_matter(_blas.ONE_THREAD_WORK + 1)
+
+
+def test_an_interrupted_wait_leaves_no_waiter_behind(monkeypatch):
+    # Ctrl-C while a block waits for its count: afterwards blocks of one count
+    # must still overlap (a phantom waiter would make every one queue for ever)
+    opened, release = threading.Event(), threading.Event()
+
+    def holder():
+        with blas_threads(1):
+            opened.set()
+            release.wait(10)
+
+    h = _in_thread(holder)
+    assert opened.wait(10)
+
+    def interrupted_wait(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_blas._MODES.cond, "wait", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        with blas_threads(None):
+            pass
+    monkeypatch.undo()
+    assert _blas._MODES.waiting == 0
+    release.set()
+    h.join(10)
+    test_blocks_of_one_count_overlap()
 
 
 def _child_opens_a_block(queue):
     with blas_threads(1):
-        queue.put(_counts())
+        one = _counts()
+    with blas_threads(None):  # the process's own counts, as before the parent's block
+        own = _counts()
+    queue.put((one, own))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX")
@@ -160,10 +196,11 @@ def test_a_forked_child_does_not_inherit_an_open_block():
     opened, release = threading.Event(), threading.Event()
 
     def holder():
-        with blas_threads(2):
+        with blas_threads(3):
             opened.set()
             release.wait(20)
 
+    before = _counts()
     h = _in_thread(holder)
     assert opened.wait(10)
     try:
@@ -171,10 +208,11 @@ def test_a_forked_child_does_not_inherit_an_open_block():
         queue = ctx.Queue()
         child = ctx.Process(target=_child_opens_a_block, args=(queue,))
         child.start()
-        counts = queue.get(timeout=30)  # the parent's open block (2) does not hold it up
+        one, own = queue.get(timeout=30)  # the parent's open block does not hold it up
         child.join(30)
         assert child.exitcode == 0
-        assert set(counts) == {1}
+        assert set(one) == {1}
+        assert own == before  # not the count the parent's block had set
     finally:
         release.set()
         h.join(10)

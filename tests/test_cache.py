@@ -300,3 +300,20 @@ def test_ctrl_c_while_compiling_stops_the_fit_at_once(tmp_path):
     assert result["n_iter"] == 0
     assert "Training interrupted by user." in result["warnings"]
     assert result["compiled"] == 0  # stopped inside the compilation, not after it
+
+
+def test_an_entry_of_an_older_version_is_a_miss_not_a_hit(tmp_path):
+    # A process killed between writing the index and the data file (Numba writes
+    # the index first) leaves a new index naming a data file of the old version.
+    # Its bytes are intact, so only the key digest, which covers the source
+    # stamp, can tell: the entry is then a miss (compiled afresh), never run.
+    from fastmlp import _jit
+
+    checked = type(_jit._HealingFunctionCache(K.matmul_nt.py_func)._cache_file)
+    key = (("float32[:, ::1]",), ("x86_64", "cpu", ""), ("code", ""))
+    old = checked(str(tmp_path), "f", "OLD STAMP")
+    old.save(key, "machine code of the old version")
+    assert old.load(key) == "machine code of the old version"
+    new = checked(str(tmp_path), "f", "NEW STAMP")
+    new._save_index({key: old._data_name(1)})  # what the killed process left
+    assert new.load(key) is None

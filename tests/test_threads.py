@@ -246,3 +246,23 @@ def test_the_threaded_predict_benchmark_checks_every_result():
 
     out = bench.threaded_predict("digits", threads=3, calls=30, rows=0, repeats=1)
     assert out["calls"] == 90 and out["speedup"] > 0
+
+
+def test_a_callback_that_refits_its_own_estimator_gets_an_error_not_a_deadlock():
+    X, y = _digits()
+    clf = TwoLayerClassifier(max_iter=3, random_state=0,
+                             callbacks=[lambda est, info: est.partial_fit(X, y)])
+    done = []
+
+    def fit():
+        try:
+            clf.fit(X, y)
+        except RuntimeError as e:
+            done.append(str(e))
+
+    t = threading.Thread(target=fit, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "the fit waits for itself"
+    assert done and "inside its own fit" in done[0]
+    assert not hasattr(clf, "coefs_")  # rolled back: nothing half-fitted
