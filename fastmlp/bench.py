@@ -422,6 +422,38 @@ class EstimatorEpoch(PartialFitEpoch):
         self.started = False
 
 
+class RegressorEpoch(EpochRunner):
+    """A regressor's ``partial_fit`` on the one-hot targets as outputs (squared error).
+
+    ``TwoLayerRegressor`` (``sklearn=False``) or ``MLPRegressor``, with the report's
+    SGD settings: the regression rows of issue 12, on the same X and shapes as the
+    classifier rows (an identity output and half squared error in place of softmax
+    and cross-entropy).
+    """
+
+    def __init__(self, problem: Problem, sklearn=False, seed=0):
+        settings = dict(solver="sgd", batch_size=problem.batch_size,
+                        learning_rate_init=LEARNING_RATE, momentum=MOMENTUM,
+                        nesterovs_momentum=NESTEROV, alpha=ALPHA, random_state=seed,
+                        shuffle=True)
+        self.problem = problem
+        if sklearn:
+            from sklearn.neural_network import MLPRegressor
+
+            self.model = MLPRegressor(hidden_layer_sizes=(problem.hidden,), **settings)
+            self.name = "scikit-learn MLPRegressor"
+        else:
+            from .regressor import TwoLayerRegressor
+
+            self.model = TwoLayerRegressor(hidden_units=problem.hidden,
+                                           dtype=str(problem.dtype), **settings)
+            self.name = "fastmlp TwoLayerRegressor sgd"
+
+    def __call__(self):
+        """Run one epoch."""
+        self.model.partial_fit(self.problem.X, self.problem.Y)
+
+
 def numpy_epoch(
     X,
     Y,
@@ -1377,6 +1409,26 @@ def evaluate_targets(rep: Report, threads_compared: bool) -> list[Target]:
         tp.check(t["speedup"], 1.5, False, "{:.2f}x",
                  f"{t['calls']} predict_proba calls, {t['data']}, results equal to serial")
     T.append(tp)
+    # issue 12: the regressor's epoch against the classifier's and against MLPRegressor
+    within = Target("issue 12: regressor epoch within 10% of the classifier's")
+    margin = Target("issue 12: regressor's margin over MLPRegressor >= classifier's over MLPC")
+    for wl in ("fashion", "digits"):
+        for dtype in ("float32", "float64"):
+            reg = med(wl, dtype, "fastmlp TwoLayerRegressor sgd")
+            clf = med(wl, dtype, "fastmlp TwoLayerClassifier sgd")
+            skr = med(wl, dtype, "scikit-learn MLPRegressor")
+            skc = med(wl, dtype, "scikit-learn MLPClassifier")
+            if reg and clf:
+                note = f"partial_fit epochs, {wl} {dtype}"
+                within.check(reg / clf, 1.1, True, "{:.2f}x", note)
+                if skr and skc:
+                    margin.check((skr / reg) / (skc / clf), 1.0, False, "{:.2f}", note +
+                                 f" ({skr / reg:.2f}x against {skc / clf:.2f}x)")
+                break
+        else:
+            continue
+        break
+    T += [within, margin]
     T.append(
         Target(
             "time to 88% test accuracy <= 1/4 of MLPClassifier's",
@@ -1580,7 +1632,7 @@ def format_report(rep: Report) -> str:
             f"{t['serial_calls_per_s']:.0f} on one thread ({t['speedup']:.2f}x), every result "
             "equal to the serial one"
         )
-    out.append("Targets (issues 4, 11 and 13):")
+    out.append("Targets (issues 4, 11, 12 and 13):")
     out.append(
         _table(
             ["target", "measured", "status", "on"],
@@ -1905,6 +1957,9 @@ def _runners(problem, has_est, use_torch, loops, one_thread) -> list[EpochRunner
     runners.append(NumpyEpoch(problem))
     runners.append(NumpyEpoch(problem, reference_oracle=True))
     runners.append(SklearnEpoch(problem))
+    if has_est:
+        runners.append(RegressorEpoch(problem))
+        runners.append(RegressorEpoch(problem, sklearn=True))
     if use_torch:
         runners.append(TorchEpoch(problem))
     return runners

@@ -187,7 +187,8 @@ def test_main_digits_prints_table_and_writes_json(tmp_path, capsys):
     ]
     assert bench.main(args) == 0
     text = capsys.readouterr().out
-    assert "GEMM floor (5 np.dot)" in text and "Targets (issues 4, 11 and 13)" in text
+    assert "GEMM floor (5 np.dot)" in text and "Targets (issues 4, 11, 12 and 13)" in text
+    assert "fastmlp TwoLayerRegressor sgd" in text and "scikit-learn MLPRegressor" in text
     assert "BLAS:" in text
     data = json.loads(out.read_text())
     names = {r["implementation"] for r in data["epochs"]}
