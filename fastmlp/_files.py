@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import os
 import stat
+import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -29,8 +31,14 @@ __all__ = ["MAX_FILE_BYTES", "Member", "NpzArchive", "open_regular", "read_bound
 MAX_FILE_BYTES = 2**31
 """Default bound, in bytes, on what one data or model file may make us read or allocate."""
 
-# what zipfile and numpy's .npy reader raise on a damaged member
-_MEMBER_ERRORS = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile)
+# What zipfile and numpy's .npy reader raise on a damaged archive or member: besides
+# ValueError (UnicodeDecodeError too) and OSError, zipfile raises NotImplementedError
+# (a RuntimeError) for an unknown zip version and struct.error on short records; numpy's
+# header parser raises tokenize.TokenError and SyntaxError (and RecursionError, a
+# RuntimeError, on deep nesting). Byte-mutation fuzzing of model files found these.
+_MEMBER_ERRORS = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile,
+                  RuntimeError, SyntaxError, tokenize.TokenError, struct.error,
+                  LookupError, TypeError, OverflowError)
 _NOT_REGULAR = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISCHR, "a character device"),
@@ -119,7 +127,7 @@ class NpzArchive:
         self.where = where
         try:
             self._zip = zipfile.ZipFile(fh)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except _MEMBER_ERRORS as exc:
             raise ValueError(f"{where}: not a readable .npz archive ({exc})") from None
         infos: dict[str, zipfile.ZipInfo] = {}
         duplicates = set()
@@ -161,15 +169,25 @@ class NpzArchive:
         """
         return sum(self.infos[n].file_size for n in names)
 
-    def member(self, name: str) -> Member:
+    def member(self, name: str, max_elements: int | None = None) -> Member:
         """Read member ``name``'s ``.npy`` header, not its data.
+
+        Parameters
+        ----------
+        name : str
+            The array's name.
+        max_elements : int, optional
+            Bound on the number of elements the header may claim (callers pass their
+            ``max_bytes``: converting the array allocates per element).
 
         Raises
         ------
         ValueError
             For a header that is not ``.npy`` format 1.0 or 2.0, an object dtype (it
-            would need pickle), negative dimensions, or a member whose size is not
-            the header's plus the data the header describes.
+            would need pickle), a dtype of zero-size items (``S0``, ``U0``, ``V0``:
+            any shape would take no bytes, so no size bound would hold it), negative
+            dimensions, more than ``max_elements`` elements, or a member whose size
+            is not the header's plus the data the header describes.
         """
         info = self.infos[name]
         try:
@@ -188,15 +206,23 @@ class NpzArchive:
         if dtype.hasobject:
             raise ValueError(f"{self.where}: member {name} holds Python objects (dtype "
                              f"{dtype}), which cannot be read without pickle")
+        if dtype.itemsize == 0:
+            raise ValueError(f"{self.where}: member {name} has dtype {dtype.str} of zero-size "
+                             "items (no size bound would hold its shape)")
         if any(d < 0 for d in shape):
             raise ValueError(f"{self.where}: member {name} has negative dimensions {shape}")
-        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+        count = math.prod(shape)  # Python ints: no overflow
+        nbytes = count * dtype.itemsize
         if info.file_size != offset + nbytes:
             raise ValueError(
                 f"{self.where}: member {name}: its .npy header says shape {shape} of "
                 f"{dtype} ({nbytes} bytes), but the member holds {info.file_size - offset} "
                 "bytes of data"
             )
+        if max_elements is not None and count > max_elements:
+            raise ValueError(f"{self.where}: member {name}: its .npy header says shape "
+                             f"{shape}, {count} elements, more than {max_elements} "
+                             "(max_bytes)")
         return Member(name, shape, dtype, fortran, nbytes, info)
 
     def read(self, member: Member) -> np.ndarray:

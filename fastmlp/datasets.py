@@ -559,8 +559,29 @@ def _npz_arrays(path: Path, npz: NpzArchive, max_bytes: int) -> list:
     if total > max_bytes:
         raise ValueError(f"{path}: arrays {used} take {total} bytes uncompressed, more than "
                          f"max_bytes={max_bytes}; pass a larger max_bytes if you trust the file")
-    members = {k: npz.member(k) for k in used}  # headers: sizes match, no objects
+    # headers: sizes match, no objects, no zero-size items, elements within max_bytes
+    members = {k: npz.member(k, max_bytes) for k in used}
+    _check_npz_shapes(path, [None if k is None else members[k] for k in names])
     return [None if k is None else npz.read(members[k]) for k in names]
+
+
+def _check_npz_shapes(path: Path, members: list) -> None:
+    """Rows of X against y (and features of X_train against X_test), from the headers.
+
+    Checked before any member is read or converted, so a ``y`` of millions of strings
+    next to an ``X`` of three rows is refused without converting the strings.
+    """
+    X_train, y_train, X_test, y_test = members
+    for X, y, nx, ny in ((X_train, y_train, "X", "y"), (X_test, y_test, "X_test", "y_test")):
+        if X is None or y is None or X.ndim == 0 or y.ndim == 0:
+            continue  # no pair, or a 0-d array the conversions refuse
+        if X.shape[0] != y.shape[0]:
+            raise ValueError(f"{path}: {nx} has {X.shape[0]} rows but {ny} has shape "
+                             f"{y.shape}")
+    if X_test is not None and X_train.ndim >= 2 and X_test.ndim >= 2:
+        d_train, d_test = math.prod(X_train.shape[1:]), math.prod(X_test.shape[1:])
+        if d_train != d_test:
+            raise ValueError(f"{path}: X_train has {d_train} features, X_test {d_test}")
 
 
 def _load_npz(path: Path, fh, max_bytes: int, target: str = "labels") -> Dataset:
@@ -596,15 +617,41 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _load_csv(path: Path, raw: bytes, label_column, target: str = "labels") -> Dataset:
+_MAX_CSV_FIELD = 1000
+"""Longest CSV field read, in characters: a number needs far fewer, and so does a label."""
+
+
+def _csv_features(rows: list, where) -> np.ndarray:
+    """Return the rows' fields as float64 (n, width), converted one number at a time.
+
+    ``np.array(rows, dtype=str)`` would give every cell the width of the longest
+    field (4 bytes a character): cells x longest field, whatever the file's size.
+    """
+    n, width = len(rows), len(rows[0])
+    cells = (c for row in rows for c in row)
+    try:
+        flat = np.fromiter(map(float, cells), dtype=np.float64, count=n * width)
+    except ValueError:
+        bad = next(c for row in rows for c in row if not _is_number(c))
+        raise ValueError(f"{where}: features must be numbers (could not convert "
+                         f"{bad.strip()[:40]!r} to a number)") from None
+    return flat.reshape(n, width)
+
+
+def _load_csv(path: Path, raw: bytes, label_column, target: str = "labels",
+              max_bytes: int = MAX_FILE_BYTES) -> Dataset:
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark (Excel) is not a header cell
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a text CSV file ({exc})") from None
     del raw
     reader = csv.reader(io.StringIO(text, newline=""))
+    rows, lines = [], []  # the non-blank records and the lines they end on
     try:
-        rows = [row for row in reader if row and any(c.strip() for c in row)]
+        for row in reader:
+            if row and any(c.strip() for c in row):
+                rows.append(row)
+                lines.append(reader.line_num)
     except csv.Error as exc:  # e.g. a field over csv.field_size_limit() characters
         raise ValueError(f"{path}: line {reader.line_num}: not a readable CSV file ({exc})"
                          ) from None
@@ -619,12 +666,17 @@ def _load_csv(path: Path, raw: bytes, label_column, target: str = "labels") -> D
         and all(j < len(r) and _is_number(r[j]) for r in following)
         for j, c in enumerate(rows[0])
     ):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
+        header, rows, lines = [c.strip() for c in rows[0]], rows[1:], lines[1:]
     width = len(rows[0])
     for i, row in enumerate(rows):
         if len(row) != width:
-            line = i + (2 if header else 1)
-            raise ValueError(f"{path}: line {line} has {len(row)} fields, expected {width}")
+            raise ValueError(f"{path}: line {lines[i]} has {len(row)} fields, expected {width}")
+        longest = max(len(c) for c in row)
+        if longest > _MAX_CSV_FIELD:
+            j = next(j for j, c in enumerate(row) if len(c) == longest)
+            raise ValueError(f"{path}: line {lines[i]}: field {j + 1} has {longest} "
+                             f"characters, more than {_MAX_CSV_FIELD} (not a number, nor a "
+                             "class label)")
     if label_column is None:
         col = None
     elif isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
@@ -638,13 +690,21 @@ def _load_csv(path: Path, raw: bytes, label_column, target: str = "labels") -> D
         if not -width <= col < width:
             raise ValueError(f"{path}: label column {col} out of range for {width} columns")
         col %= width
-    table = np.array(rows, dtype=str)
-    if col is None:
-        features, y = table, None
-    else:
-        features = np.delete(table, col, axis=1)
-        y = _targets(np.char.strip(table[:, col]), f"{path} [label column {col}]", target)
-    X = _features(np.char.strip(features) if features.size else features, str(path))
+    y = None
+    if col is not None:
+        labels = [row[col] for row in rows]
+        longest = max(len(c) for c in labels)
+        need = len(labels) * 4 * max(longest, 1)  # as fixed-width unicode
+        if need > max_bytes:
+            raise ValueError(f"{path}: the label column would take {need} bytes as text "
+                             f"({len(labels)} labels of up to {longest} characters), more "
+                             f"than max_bytes={max_bytes}")
+        y = _targets(np.char.strip(np.array(labels, dtype=str)),
+                     f"{path} [label column {col}]", target)
+        del labels
+        rows = [row[:col] + row[col + 1:] for row in rows]
+    X = _csv_features(rows, path) if width > (col is not None) else np.empty((len(rows), 0))
+    X = _features(X, str(path))
     return Dataset(X, y, None, None, "file", str(path), files={"data": path})
 
 
@@ -699,4 +759,4 @@ def load_file(path, *, label_column=-1, target: str = "labels",
         if path.suffix.lower() == ".npz" or head == b"PK\x03\x04":
             return _load_npz(path, f, max_bytes, target)
         raw = read_bounded(f, max_bytes, path)
-    return _load_csv(path, raw, label_column, target)
+    return _load_csv(path, raw, label_column, target, max_bytes)

@@ -438,6 +438,11 @@ def _check_headers(members: dict, fmt: str, params: dict, fitted: dict, path: Pa
     _check(b1.shape == (H,) and W2.shape[0] == H and b2.shape == (C,), path,
            f"inconsistent shapes: coefs_0 {W1.shape}, intercepts_0 {b1.shape}, "
            f"coefs_1 {W2.shape}, intercepts_1 {b2.shape}")
+    # an empty dimension makes every size bound vacuous (0 x anything is 0 bytes) and a
+    # model with no hidden unit predicts a constant
+    _check(min(D, H, C) >= 1, path,
+           f"empty weights: coefs_0 {W1.shape}, coefs_1 {W2.shape} (every dimension must "
+           "be at least 1)")
     _check(fitted["n_features_in_"] == D, path,
            f"n_features_in_={fitted['n_features_in_']} but coefs_0 has {D} rows")
     _check(fitted["n_outputs_"] == C, path,
@@ -536,7 +541,8 @@ def load_model(path, *, max_bytes: int = MAX_FILE_BYTES):
                    "classes)")
             _check(not classifier or "classes_" in npz.infos, path,
                    "missing arrays ['classes_']")
-            members = {name: npz.member(name) for name in npz.infos if name != "metadata"}
+            members = {name: npz.member(name, max_bytes) for name in npz.infos
+                       if name != "metadata"}
             _check_headers(members, fmt, params, fitted, path)
             # ---- only now the data, each member's size checked
             arrays = {name: npz.read(m) for name, m in members.items()}
@@ -549,6 +555,11 @@ def load_model(path, *, max_bytes: int = MAX_FILE_BYTES):
         classes = arrays["classes_"]
         _check(np.unique(classes).shape[0] == classes.shape[0], path,
                "classes_ has repeated labels")
+        # the classifier maps labels to columns by np.searchsorted(classes_, y); NaN
+        # compares False, so it is refused here too
+        _check(bool(np.all(classes[1:] > classes[:-1])), path,
+               f"classes_ must be sorted in increasing order (as fit stores them), got "
+               f"{_short(classes.tolist())}")
         if meta.get("classes_dtype") == "object":
             classes = classes.astype(object)
         model.classes_ = classes

@@ -591,3 +591,92 @@ def test_bad_regression_targets_refused(tmp_path):
         ds.load_file(f, target="values")
     with pytest.raises(ValueError, match=r"target must be 'labels' or 'values', got 'floats'"):
         ds.load_file(f, target="floats")
+
+
+# ------------------------------------------- zero-size items, rows from headers, long CSV
+def npz_of_headers(path, members):
+    """An ``.npz`` of ``{name: (shape, descr)}`` members holding only their headers."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name, (shape, descr) in members.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(
+                buf, {"descr": descr, "fortran_order": False, "shape": shape})
+            z.writestr(f"{name}.npy", buf.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("descr", ["|S0", "<U0", "|V0"])
+def test_npz_zero_itemsize_refused(tmp_path, descr):
+    # ~400 bytes: an X of 10**12 rows taking 0 bytes; today's code raised numpy's
+    # _ArrayMemoryError converting it to float64
+    f = npz_of_headers(tmp_path / "zero.npz", {"X": ((10**12, 1), descr)})
+    error, peak = peak_of(lambda: ds.load_file(f))
+    assert error is not None and re.search(
+        r"zero\.npz: member X has dtype \S+ of zero-size items", str(error)), error
+    assert peak < 5_000_000, f"refusing the file traced {peak / 1e6:.1f} MB"
+    # a y of 10**7 zero-size labels next to a real X: today's code took 836 MB
+    g = tmp_path / "y0.npz"
+    with zipfile.ZipFile(g, "w") as z:
+        buf = io.BytesIO()
+        np.save(buf, np.zeros((3, 2)))
+        z.writestr("X.npy", buf.getvalue())
+    with zipfile.ZipFile(g, "a") as z:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            buf, {"descr": descr, "fortran_order": False, "shape": (10**7,)})
+        z.writestr("y.npy", buf.getvalue())
+    error, peak = peak_of(lambda: ds.load_file(g))
+    assert error is not None and re.search(
+        r"y0\.npz: member y has dtype \S+ of zero-size items", str(error)), error
+    assert peak < 5_000_000, f"refusing the file traced {peak / 1e6:.1f} MB"
+
+
+def test_npz_rows_of_x_and_y_compared_before_converting(tmp_path):
+    # 10**7 one-byte labels next to 3 rows: today's code converted the labels to
+    # Python strings (hundreds of MB) before the row-count error
+    f = tmp_path / "rows.npz"
+    np.savez_compressed(f, X=np.zeros((3, 2)), y=np.zeros(10**7, dtype="S1"))
+    error, peak = peak_of(lambda: ds.load_file(f))
+    assert error is not None and re.search(
+        r"rows\.npz: X has 3 rows but y has shape \(10000000,\)", str(error)), error
+    assert peak < 5_000_000, f"refusing the file traced {peak / 1e6:.1f} MB"
+    g = tmp_path / "split.npz"
+    np.savez(g, X_train=np.zeros((3, 2)), y_train=np.zeros(3), X_test=np.zeros((2, 5)),
+             y_test=np.zeros(2))
+    with pytest.raises(ValueError, match=r"split\.npz: X_train has 2 features, X_test 5"):
+        ds.load_file(g)
+
+
+def test_csv_long_field_refused_without_cells_times_longest(tmp_path):
+    # 400 cells of "1" and one 131000-digit field: np.array(rows, dtype=str) gave
+    # every cell the longest field's width (646 MB RSS before the ValueError)
+    f = tmp_path / "long.csv"
+    f.write_text("1,1,1,1\n" * 100 + "9" * 131_000 + ",1,1,0\n")
+    # max_bytes bounds the read buffer (read_bounded asks for max_bytes + 1 bytes)
+    error, peak = peak_of(lambda: ds.load_file(f, max_bytes=10**7))
+    assert peak < 20_000_000, f"refusing the file traced {peak / 1e6:.1f} MB"
+    assert error is not None and re.search(
+        r"long\.csv: line 101: field 1 has 131000 characters, more than 1000", str(error)), error
+
+
+def test_csv_fields_of_unequal_length_cost_their_own_size(tmp_path):
+    # 200,000 cells of "1" and one 1000-character number: fixed-width text would take
+    # 200,000 x 4 x 1000 bytes = 800 MB; the floats take 1.6 MB
+    f = tmp_path / "mixed.csv"
+    f.write_text("1,1,1,1,0\n" * 40_000 + "2." + "0" * 998 + ",1,1,1,1\n")
+    loaded = []
+    error, peak = peak_of(lambda: loaded.append(ds.load_file(f, max_bytes=10**7)))
+    assert error is None, error
+    d = loaded[0]
+    assert d.X_train.shape == (40_001, 4) and d.X_train[-1, 0] == 2.0
+    assert d.y_train.shape == (40_001,) and d.y_train[-1] == 1
+    assert peak < 100_000_000, f"loading the file traced {peak / 1e6:.1f} MB"
+
+
+def test_csv_label_column_over_max_bytes_refused(tmp_path):
+    f = tmp_path / "labels.csv"
+    f.write_text("1,a\n" * 1000 + "1," + "b" * 900 + "\n")
+    with pytest.raises(ValueError, match=r"labels\.csv: the label column would take 3603600 "
+                                         r"bytes as text .* more than max_bytes=100000"):
+        ds.load_file(f, max_bytes=100_000)
+    assert ds.load_file(f).y_train.shape == (1001,)

@@ -665,3 +665,100 @@ def test_save_model_refuses_other_estimators(tmp_path):
 
     with pytest.raises(ValueError, match="cannot save an unfitted model: it has no coefs_"):
         model_io.save_model(TwoLayerRegressor(), tmp_path / "u.npz")
+
+
+# ------------------------------------------------- zero-size items, empty weights, fuzz
+def test_zero_itemsize_member_refused(tmp_path, model):
+    # ~1 KB: an H=0 model claiming 10**12 features, named by a <U0 array of 10**12
+    # strings that takes 0 bytes; today's code raised MemoryError building the names
+    def meta_change(meta):
+        meta["fitted"]["n_features_in_"] = 10**12
+        meta["params"].pop("hidden_units")
+
+    entries = [(n, d) for n, d in model_entries(tmp_path, model, meta_change)
+               if n not in ("coefs_0.npy", "intercepts_0.npy", "coefs_1.npy")]
+    entries += [("coefs_0.npy", npy_header((10**12, 0), "<f4")),
+                ("intercepts_0.npy", npy_header((0,), "<f4")),
+                ("coefs_1.npy", npy_header((0, 3), "<f4")),
+                ("feature_names_in_.npy", npy_header((10**12,), "<U0"))]
+    bad = write_zip(tmp_path / "u0.npz", entries)
+    error, peak = load_peak(bad)
+    assert error is not None and re.search(
+        r"u0\.npz: member feature_names_in_ has dtype <U0 of zero-size items", str(error)), error
+    assert peak < 20_000_000, f"refusing the file traced {peak / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("descr", ["|S0", "<U0", "|V0"])
+def test_zero_itemsize_classes_refused(tmp_path, model, descr):
+    entries = [(n, npy_header((10**12,), descr) if n == "classes_.npy" else d)
+               for n, d in model_entries(tmp_path, model)]
+    bad = write_zip(tmp_path / "z.npz", entries)
+    with pytest.raises(ValueError, match=r"z\.npz: member classes_ has dtype \S+ of zero-size"):
+        model_io.load_model(bad)
+
+
+def test_no_hidden_unit_refused(tmp_path, model):
+    # today's code loaded this model (hidden_units left out) and predicted a constant
+    def empty(arrays):
+        arrays["coefs_0"] = arrays["coefs_0"][:, :0]
+        arrays["intercepts_0"] = arrays["intercepts_0"][:0]
+        arrays["coefs_1"] = arrays["coefs_1"][:0]
+        meta = json.loads(str(arrays["metadata"]))
+        meta["params"].pop("hidden_units")
+        arrays["metadata"] = np.array(json.dumps(meta))
+
+    bad = rewrite(model_io.save_model(model, tmp_path / "m.npz"), tmp_path / "h0.npz", empty)
+    with pytest.raises(ValueError, match=r"h0\.npz: empty weights: coefs_0 \(6, 0\)"):
+        model_io.load_model(bad)
+
+
+@pytest.mark.parametrize("classes", [["c", "a", "b"], [2, 0, 1], [0.0, np.nan, 2.0]])
+def test_unsorted_classes_refused(tmp_path, model, classes):
+    # the classifier maps labels by np.searchsorted(classes_, y): partial_fit on this
+    # file raised IndexError or trained on the wrong columns
+    bad = rewrite(model_io.save_model(model, tmp_path / "m.npz"), tmp_path / "uns.npz",
+                  lambda a: a.update(classes_=np.array(classes)))
+    with pytest.raises(ValueError, match=r"uns\.npz: classes_ must be sorted in increasing"):
+        model_io.load_model(bad)
+
+
+def _structure_positions(raw: bytes) -> list:
+    """Offsets of the zip records' fixed fields and of the .npy headers in ``raw``."""
+    spans = []
+    for sig, length in ((b"PK\x03\x04", 30), (b"PK\x01\x02", 46), (b"PK\x05\x06", 22),
+                        (b"\x93NUMPY", 128)):
+        start = raw.find(sig)
+        while start >= 0:
+            spans.extend(range(start, min(start + length, len(raw))))
+            start = raw.find(sig, start + 1)
+    return sorted(set(spans))
+
+
+def test_byte_mutations_raise_only_value_error(tmp_path):
+    # byte-mutation fuzzing found NotImplementedError ("zip file version 11.8", from
+    # zipfile) and tokenize.TokenError (numpy's .npy header parser) escaping load_model
+    X, y = make_synthetic(60, 4, 3, seed=1)
+    small = fit(X, y, hidden_units=3, max_iter=2)
+    raw = model_io.save_model(small, tmp_path / "m.npz").read_bytes()
+    rng = np.random.default_rng(20261202)
+    structure = np.array(_structure_positions(raw))
+    positions = np.concatenate([rng.choice(structure, 300, replace=False),
+                                rng.integers(0, len(raw), 100)])
+    bad = tmp_path / "bad.npz"
+    loaded = 0
+    for k, i in enumerate(positions):
+        mutated = bytearray(raw)
+        mutated[i] = (mutated[i] + 1 + rng.integers(255)) % 256  # never the same byte
+        if k % 4 == 0:  # and sometimes a second byte nearby
+            j = min(len(raw) - 1, i + 1 + rng.integers(8))
+            mutated[j] ^= 1 << rng.integers(8)
+        bad.write_bytes(bytes(mutated))
+        try:
+            model_io.load_model(bad)
+        except ValueError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"mutating byte {i} of {len(raw)}: {type(exc).__name__}: {exc}")
+        else:
+            loaded += 1
+    assert loaded < len(positions) // 2  # the mutations did reach the checks
