@@ -414,3 +414,272 @@ def _linear2_catch_up(param, velocity, rows, count, last, now, tree, size, rowsq
 
 
 linear2_catch_up_serial, linear2_catch_up = serial_and_parallel(_linear2_catch_up)
+
+
+# ------------------------------------------------- the batch's entries grouped by feature
+# The scatter of dW1 = Xᵀ dH1 walks the batch row by row and adds x_ij dH1[r] into
+# row j of dW1: a random read-modify-write of a (D, H) array, after a pass that
+# zeroes the touched rows. Grouping the batch's entries by feature first (a
+# counting sort of nnz(batch) entries) lets each touched row be computed once,
+# start to end, while dH1 (B x H) stays in cache, and written once: no zeroing
+# pass, and (in the exact update) no (D, H) gradient array at all.
+@jit
+def group_by_feature(data, indices, indptr, rows, marker, slot, touched, start, ent_row,
+                     ent_val):
+    """Sort the stored entries of batch rows ``rows`` by feature (counting sort); return ``count``.
+
+    On return ``touched[:count]`` lists the distinct features in increasing order
+    (read back from the marker in one scan when the batch holds at least 1/16
+    of the features, else sorted in place), and the entries of feature
+    ``touched[t]`` are ``ent_row[start[t]:start[t + 1]]`` (the batch row ``r``)
+    and ``ent_val[...]`` (its value), in batch-row order: the order in which
+    :func:`sparse_weight_grad` adds them, so the sums are bit for bit the same.
+    ``marker`` (D,) must be all zero on entry and is all zero again on return;
+    ``slot`` (D,) is scratch (read only where the marker is set); ``touched``
+    and ``start`` need ``min(D, nnz) + 1`` entries, ``ent_row`` and ``ent_val``
+    the batch's nnz.
+    """
+    count = 0
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            if marker[j] == 0:
+                marker[j] = 1
+                touched[count] = j
+                count += 1
+    D = marker.shape[0]
+    if 16 * count >= D:
+        t = 0
+        for j in range(D):
+            if marker[j] != 0:
+                touched[t] = j
+                t += 1
+    else:
+        touched[:count].sort()
+    for t in range(count):
+        j = touched[t]
+        marker[j] = 0
+        slot[j] = t
+        start[t + 1] = 0
+    start[0] = 0
+    # counts into start[t + 1], then their prefix sums: start[t] = first entry of t
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for k in range(indptr[i], indptr[i + 1]):
+            start[slot[indices[k]] + 1] += 1
+    for t in range(count):
+        start[t + 1] += start[t]
+    # fill, each feature's cursor running from its start to the next one's; then
+    # shift the cursors (now the ends) back to the starts
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for k in range(indptr[i], indptr[i + 1]):
+            t = slot[indices[k]]
+            e = start[t]
+            ent_row[e] = r
+            ent_val[e] = data[k]
+            start[t] = e + 1
+    for t in range(count, 0, -1):
+        start[t] = start[t - 1]
+    start[0] = 0
+    return count
+
+
+@jit
+def _grad_row(t, start, ent_row, ent_val, G, o):
+    """o = sum of x G[r] over the entries of group ``t``: row ``touched[t]`` of Xᵀ G."""
+    H = o.shape[0]
+    lo = start[t]
+    a = ent_val[lo]
+    g = G[ent_row[lo]]
+    for h in range(H):
+        o[h] = a * g[h]
+    for e in range(lo + 1, start[t + 1]):
+        a = ent_val[e]
+        g = G[ent_row[e]]
+        for h in range(H):
+            o[h] = o[h] + a * g[h]
+
+
+def _sparse_weight_grad_grouped(touched, count, start, ent_row, ent_val, G, out):
+    """Rows ``touched[:count]`` of out = Xᵀ G, from the entries grouped by feature.
+
+    .. math:: \\partial L / \\partial W_{j,:} = \\sum_{r:\\, x_{i_r j} \\ne 0} x_{i_r j} G_{r,:}
+
+    :func:`group_by_feature` made the groups; each listed row of ``out`` is
+    written once (no zeroing first) and no other row is read or written. The
+    same sums, in the same order, as :func:`sparse_weight_grad`. Parallel over
+    the touched features (each thread owns its rows).
+    """
+    for t in prange(count):
+        _grad_row(t, start, ent_row, ent_val, G, out[touched[t]])
+
+
+sparse_weight_grad_grouped_serial, sparse_weight_grad_grouped = serial_and_parallel(
+    _sparse_weight_grad_grouped
+)
+
+
+@jit
+def _sgd_decay_flat(p, v, learning_rate, momentum, nesterov, r):
+    """sgd_update's rule on flat elements whose gradient is ``r p`` alone."""
+    # a loop from 0 over slices, which Numba vectorises (over range(lo, hi) it
+    # did not, and the exact Adam epoch ran 3x slower)
+    sq = 0.0
+    for t in range(p.shape[0]):
+        gt = r * p[t]
+        vt = momentum * v[t] - learning_rate * gt
+        v[t] = vt
+        if nesterov:
+            pt = p[t] + (momentum * vt - learning_rate * gt)
+        else:
+            pt = p[t] + vt
+        p[t] = pt
+        sq += pt * pt
+    return sq
+
+
+@jit
+def _sgd_row(p, v, g, learning_rate, momentum, nesterov, r):
+    sq = 0.0
+    for h in range(p.shape[0]):
+        gt = g[h] + r * p[h]
+        vt = momentum * v[h] - learning_rate * gt
+        v[h] = vt
+        if nesterov:
+            pt = p[h] + (momentum * vt - learning_rate * gt)
+        else:
+            pt = p[h] + vt
+        p[h] = pt
+        sq += pt * pt
+    return sq
+
+
+@jit
+def _adam_decay_flat(p, m, v, step_size, beta_1, beta_2, epsilon, r):
+    """adam_update's rule on flat elements whose gradient is ``r p`` alone (slices, as above)."""
+    one = p.dtype.type(1)
+    sq = 0.0
+    for t in range(p.shape[0]):
+        gt = r * p[t]
+        mt = beta_1 * m[t] + (one - beta_1) * gt
+        vt = beta_2 * v[t] + (one - beta_2) * gt * gt
+        m[t] = mt
+        v[t] = vt
+        pt = p[t] - step_size * mt / (np.sqrt(vt) + epsilon)
+        p[t] = pt
+        sq += pt * pt
+    return sq
+
+
+@jit
+def _adam_row(p, m, v, g, step_size, beta_1, beta_2, epsilon, r):
+    one = p.dtype.type(1)
+    sq = 0.0
+    for h in range(p.shape[0]):
+        gt = g[h] + r * p[h]
+        mt = beta_1 * m[h] + (one - beta_1) * gt
+        vt = beta_2 * v[h] + (one - beta_2) * gt * gt
+        m[h] = mt
+        v[h] = vt
+        pt = p[h] - step_size * mt / (np.sqrt(vt) + epsilon)
+        p[h] = pt
+        sq += pt * pt
+    return sq
+
+
+@jit
+def sgd_update_exact(param, velocity, touched, count, start, ent_row, ent_val, G, grow,
+                     learning_rate, momentum, nesterov, reg):
+    """Take the dense epoch's SGD step on all of ``param`` (D, H), never storing its gradient.
+
+    :func:`fastmlp.kernels.sgd_update` with the gradient ``Xᵀ G + reg W``: a
+    touched row (``touched[:count]``, increasing) gets its row of ``Xᵀ G`` from
+    the groups (:func:`group_by_feature`) into ``grow`` (H,) just before its
+    step; the runs of untouched rows between them, contiguous in memory, step
+    as flat arrays with the gradient ``reg W`` alone. The weights are those of
+    ``sgd_update`` on the dense gradient, without a (D, H) gradient to read or
+    to clear. Returns the new sum of squares of ``param``.
+    """
+    D, H = param.shape
+    r = param.dtype.type(reg)
+    pf = param.reshape(-1)
+    vf = velocity.reshape(-1)
+    sq = 0.0
+    cur = 0  # first row not yet stepped
+    for t in range(count):
+        j = touched[t]
+        lo, hi = cur * H, j * H
+        sq += _sgd_decay_flat(pf[lo:hi], vf[lo:hi], learning_rate, momentum, nesterov, r)
+        _grad_row(t, start, ent_row, ent_val, G, grow)
+        sq += _sgd_row(param[j], velocity[j], grow, learning_rate, momentum, nesterov, r)
+        cur = j + 1
+    sq += _sgd_decay_flat(pf[cur * H:], vf[cur * H:], learning_rate, momentum, nesterov, r)
+    return sq
+
+
+@jit
+def adam_update_exact(param, m, v, touched, count, start, ent_row, ent_val, G, grow, step_size,
+                      beta_1, beta_2, epsilon, reg):
+    """Take the dense epoch's Adam step on all of ``param``, as :func:`sgd_update_exact`.
+
+    :func:`fastmlp.kernels.adam_update`'s rule, every row and its moments, with
+    the gradient ``Xᵀ G + reg W`` built row by row (touched rows from the
+    groups, the runs between them ``reg W``). Returns the new sum of squares.
+    """
+    D, H = param.shape
+    r = param.dtype.type(reg)
+    pf = param.reshape(-1)
+    mf = m.reshape(-1)
+    vf = v.reshape(-1)
+    sq = 0.0
+    cur = 0
+    for t in range(count):
+        j = touched[t]
+        lo, hi = cur * H, j * H
+        sq += _adam_decay_flat(pf[lo:hi], mf[lo:hi], vf[lo:hi], step_size, beta_1, beta_2,
+                               epsilon, r)
+        _grad_row(t, start, ent_row, ent_val, G, grow)
+        sq += _adam_row(param[j], m[j], v[j], grow, step_size, beta_1, beta_2, epsilon, r)
+        cur = j + 1
+    lo = cur * H
+    sq += _adam_decay_flat(pf[lo:], mf[lo:], vf[lo:], step_size, beta_1, beta_2, epsilon, r)
+    return sq
+
+
+@jit
+def sgd_update_touched(param, velocity, touched, count, start, ent_row, ent_val, G, grow,
+                       learning_rate, momentum, nesterov, reg, rowsq):
+    """:func:`sgd_update_rows` on the touched rows, each row's gradient built just before its step.
+
+    The lazy update's rows ``touched[:count]`` (from :func:`group_by_feature`)
+    get their row of ``Xᵀ G`` in ``grow`` (H,) from the groups, then
+    :func:`fastmlp.kernels.sgd_update`'s rule: no (D, H) gradient is written,
+    read or cleared. ``rowsq`` is kept up to date; returns the change of the
+    total sum of squares. On the calling thread.
+    """
+    r = param.dtype.type(reg)
+    total = 0.0
+    for t in range(count):
+        j = touched[t]
+        _grad_row(t, start, ent_row, ent_val, G, grow)
+        sq = _sgd_row(param[j], velocity[j], grow, learning_rate, momentum, nesterov, r)
+        total += sq - rowsq[j]
+        rowsq[j] = sq
+    return total
+
+
+@jit
+def adam_update_touched(param, m, v, touched, count, start, ent_row, ent_val, G, grow,
+                        step_size, beta_1, beta_2, epsilon, reg, rowsq):
+    """:func:`adam_update_rows` on the touched rows, as :func:`sgd_update_touched` (LazyAdam)."""
+    r = param.dtype.type(reg)
+    total = 0.0
+    for t in range(count):
+        j = touched[t]
+        _grad_row(t, start, ent_row, ent_val, G, grow)
+        sq = _adam_row(param[j], m[j], v[j], grow, step_size, beta_1, beta_2, epsilon, r)
+        total += sq - rowsq[j]
+        rowsq[j] = sq
+    return total

@@ -83,8 +83,11 @@ class SparseWorkspace:
     ``buffers`` is the tuple handed to compiled code:
     ``(Yb, swb, H1, H2, Z, dZ, dH1, gW1, gb1, gW2, gb2, W2t, order, marker, touched)``;
     ``lazy_buffers`` holds ``(last, rowsq, delta, tree)`` (empty arrays unless
-    ``lazy=True``). ``gW1`` (D, H) is all zero between batches except while a
-    batch holds its touched rows.
+    ``lazy=True``), ``group_buffers`` ``(slot, start, ent_row, ent_val, grow)``,
+    a batch's entries grouped by feature (:func:`fastmlp.kernels_sparse.group_by_feature`;
+    the entry buffers sized by :meth:`reserve_entries`). ``gW1`` (D, H) holds a
+    lazy batch's touched rows and L-BFGS's full gradient; the exact epoch never
+    writes it (its update builds each touched row of ``dW1`` in ``grow``).
     """
 
     def __init__(
@@ -128,6 +131,36 @@ class SparseWorkspace:
             np.empty(L, np.float64),  # delta (D,): scratch of the row kernels
             np.empty((2 * size if lazy else 0, 4), np.float64),  # tree: per-step 2x2 maps
         )
+        # the batch's entries grouped by feature (kernels_sparse.group_by_feature);
+        # the entry buffers are sized by reserve_entries for the largest batch
+        self.group_buffers = (
+            np.empty(D, np.int64),  # slot (D,): a touched feature's group
+            np.empty(D + 1, np.int64),  # start (D + 1,): the groups' offsets
+            np.empty(0, np.int64),  # ent_row (E,): each entry's batch row
+            np.empty(0, dtype),  # ent_val (E,): each entry's value
+            np.empty(H, dtype),  # grow (H,): one row of dW1 (the exact update)
+        )
+        self._entries_for = None  # (indptr, E) of the last reservation
+
+    def reserve_entries(self, indptr):
+        """Size the entry buffers for the largest batch of CSR rows ``indptr`` can make.
+
+        A batch of B rows holds at most the B largest row lengths: that sum, found
+        once per CSR (an O(n) partition), never per batch. Reallocates only when
+        the buffers are too small.
+        """
+        last = self._entries_for
+        if last is not None and last[0] is indptr:
+            return
+        lengths = np.diff(indptr)
+        n, B = lengths.shape[0], self.batch_size
+        E = int(lengths.sum()) if n <= B else int(np.partition(lengths, n - B)[n - B:].sum())
+        slot, start, ent_row, ent_val, grow = self.group_buffers
+        if ent_row.shape[0] < E:
+            ent_row = np.empty(E, np.int64)
+            ent_val = np.empty(E, self.dtype)
+            self.group_buffers = (slot, start, ent_row, ent_val, grow)
+        self._entries_for = (indptr, E)
 
     def fits(self, n_samples, n_features, n_hidden, n_outputs, batch_size, dtype, lazy=False):
         """Whether this workspace can serve a problem of these sizes."""
@@ -166,15 +199,19 @@ def _forward_sparse(data, indices, indptr, rows, W1, b1, W2, b2, activation, H1,
 
 def _loss_and_grads_sparse(
     data, indices, indptr, rows, Y, sw, scale, W1, b1, W2, b2, alpha, activation, output, ws,
-    count, fold_l2, dense_grad, chunks,
+    count, fold_l2, dense_grad, chunks, gb,
 ):
     """Forward, loss and every parameter gradient of one batch into ``ws``.
 
     The batch is CSR rows ``rows`` (length 0: the CSR's rows in order); ``Y``
     and ``sw`` are its rows already. With ``dense_grad`` the whole ``gW1 =
-    Xᵀ dH1 + reg W1`` is written (full batch, L-BFGS); otherwise only the rows
-    ``touched[:count]`` of ``gW1`` (:func:`KS.touched_features`, run by the
-    caller), without ``reg W1``, which the update folds in. ``fold_l2`` as in
+    Xᵀ dH1 + reg W1`` is written (full batch, L-BFGS); otherwise, on the lazy
+    path, only the rows ``touched[:count]`` of ``gW1``, without ``reg W1``
+    (which the update folds in), from the entries the caller grouped by feature
+    (:func:`KS.group_by_feature`, buffers ``gb``), when the update runs in
+    threads; on the serial paths ``gW1`` is not written at all: the fused
+    updates build each row of it from ``dH1`` just before its step
+    (:func:`KS.sgd_update_exact`, :func:`KS.sgd_update_touched`). ``fold_l2`` as in
     :func:`fastmlp.solvers._loss_and_grads`; ``chunks`` is the parallel
     ``dW1`` kernel's column split (the thread count). Returns the batch loss.
     """
@@ -203,11 +240,13 @@ def _loss_and_grads_sparse(
         else:
             KS.sparse_weight_grad_dense_serial(data, indices, indptr, rows, dH1, W1, reg, 1,
                                                gW1)
-    elif PARALLEL:
-        KS.sparse_weight_grad(data, indices, indptr, rows, dH1, touched, count, chunks, gW1)
-    else:
-        KS.sparse_weight_grad_serial(data, indices, indptr, rows, dH1, touched, count, 1,
-                                     gW1)
+    elif LAZY and PARALLEL:  # (the serial lazy update builds its rows itself)
+        start, ent_row, ent_val = gb[1], gb[2], gb[3]
+        if PARALLEL:
+            KS.sparse_weight_grad_grouped(touched, count, start, ent_row, ent_val, dH1, gW1)
+        else:
+            KS.sparse_weight_grad_grouped_serial(touched, count, start, ent_row, ent_val, dH1,
+                                                 gW1)
     return loss
 
 
@@ -246,13 +285,14 @@ def _lazy_sgd_maps(sw, order, n, batch_size, learning_rate, momentum, nesterov, 
 
 
 def _epoch_sparse(
-    data, indices, indptr, Y, sw, params, state, ws, lz, tree_size, batch_size, seed,
+    data, indices, indptr, Y, sw, params, state, ws, lz, gb, tree_size, batch_size, seed,
     do_shuffle, optimizer, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step,
     alpha, activation, output, chunks,
 ):
     W1, b1, W2, b2 = params
-    Yb, swb, _, _, _, _, _, gW1, gb1, gW2, gb2, _, order, marker, touched = ws
+    Yb, swb, _, _, _, _, dH1a, gW1, gb1, gW2, gb2, _, order, marker, touched = ws
     last, rowsq, delta, tree = lz
+    slot, gstart, ent_row, ent_val, grow = gb  # (start is the batch loop's)
     n = Y.shape[0]
     D = W1.shape[0]
     for i in range(n):
@@ -296,7 +336,8 @@ def _epoch_sparse(
         if optimizer == ADAM:
             step_size = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
         hyper = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)
-        count = KS.touched_features(indices, indptr, rows, marker, touched)
+        count = KS.group_by_feature(data, indices, indptr, rows, marker, slot, touched, gstart,
+                                    ent_row, ent_val)
         if lazy_sgd:  # the rows this batch reads: bring them to this step first
             if PARALLEL:
                 sqW1 += KS.linear2_catch_up(W1, state[0], touched, count, last, te, tree,
@@ -306,39 +347,50 @@ def _epoch_sparse(
                                                    tree, tree_size, rowsq, delta)
         loss = _loss_and_grads_sparse(
             data, indices, indptr, rows, Ym, swm, scale, W1, b1, W2, b2, alpha, activation,
-            output, ws, count, True, False, chunks,
+            output, ws, count, True, False, chunks, gb,
         )
         if LAZY:
             sq = sqW1 + sqW2
         if alpha != 0:  # scikit-learn's L2 penalty of this batch
             loss += 0.5 * alpha * scale * sq
         reg = alpha * scale
-        if LAZY:
+        if LAZY and PARALLEL:
+            # threads over the touched rows of gW1 (written by the grouped gradient)
             if optimizer == SGD:
-                if PARALLEL:
-                    sqW1 += KS.sgd_update_rows(W1, gW1, state[0], touched, count,
-                                               learning_rate, momentum, nesterov, reg, rowsq,
-                                               delta)
-                else:
-                    sqW1 += KS.sgd_update_rows_serial(W1, gW1, state[0], touched, count,
-                                                      learning_rate, momentum, nesterov, reg,
-                                                      rowsq, delta)
-                for t in range(count):
-                    last[touched[t]] = te + 1
-            elif PARALLEL:
+                sqW1 += KS.sgd_update_rows(W1, gW1, state[0], touched, count, learning_rate,
+                                           momentum, nesterov, reg, rowsq, delta)
+            else:
                 sqW1 += KS.adam_update_rows(W1, gW1, state[0], state[4], touched, count,
                                             step_size, beta_1, beta_2, epsilon, reg, rowsq,
                                             delta)
+            KS.clear_rows(gW1, touched, count)  # gW1 all zero again (count x H)
+        elif LAZY:
+            # each touched row's Xᵀ dH1 built just before its step: no gW1 at all
+            dH1 = dH1a[:m]
+            if optimizer == SGD:
+                sqW1 += KS.sgd_update_touched(W1, state[0], touched, count, gstart, ent_row,
+                                              ent_val, dH1, grow, learning_rate, momentum,
+                                              nesterov, reg, rowsq)
             else:
-                sqW1 += KS.adam_update_rows_serial(W1, gW1, state[0], state[4], touched, count,
-                                                   step_size, beta_1, beta_2, epsilon, reg,
-                                                   rowsq, delta)
-            KS.clear_rows(gW1, touched, count)  # gW1 all zero again
+                sqW1 += KS.adam_update_touched(W1, state[0], state[4], touched, count, gstart,
+                                               ent_row, ent_val, dH1, grow, step_size, beta_1,
+                                               beta_2, epsilon, reg, rowsq)
+        if LAZY:
+            if optimizer == SGD:
+                for t in range(count):
+                    last[touched[t]] = te + 1
             sqW2 = _update(optimizer, W2, gW2, state[2], state[6], hyper, reg)
         else:
-            # exact: every row of W1 steps, the untouched ones with gradient reg W1
-            sq = _update(optimizer, W1, gW1, state[0], state[4], hyper, reg)
-            KS.clear_rows(gW1, touched, count)  # gW1 all zero again
+            # exact: every row of W1 steps, the untouched ones with gradient reg W1;
+            # the touched rows' Xᵀ dH1 is built row by row inside the update
+            dH1 = dH1a[:m]
+            if optimizer == SGD:
+                sq = KS.sgd_update_exact(W1, state[0], touched, count, gstart, ent_row, ent_val,
+                                         dH1, grow, learning_rate, momentum, nesterov, reg)
+            else:
+                sq = KS.adam_update_exact(W1, state[0], state[4], touched, count, gstart,
+                                          ent_row, ent_val, dH1, grow, step_size, beta_1,
+                                          beta_2, epsilon, reg)
             sq += _update(optimizer, W2, gW2, state[2], state[6], hyper, reg)
         _update(optimizer, b1, gb1, state[1], state[5], hyper, reg * 0)  # biases: no L2
         _update(optimizer, b2, gb2, state[3], state[7], hyper, reg * 0)
@@ -560,10 +612,12 @@ def run_epoch_sparse(
     _check_workspace(workspace, n, params, lazy)
     if workspace.full_batch:
         raise ValueError("run_epoch_sparse needs a workspace made with full_batch=False")
+    workspace.reserve_entries(indptr)  # once per CSR: the largest batch's entries
     dt = data.dtype.type
     args = (
         data, indices, indptr, Y, sample_weight, params, state, workspace.buffers,
-        workspace.lazy_buffers, workspace.tree_size, workspace.batch_size, np.uint64(seed),
+        workspace.lazy_buffers, workspace.group_buffers, workspace.tree_size,
+        workspace.batch_size, np.uint64(seed),
         bool(shuffle), ADAM if optimizer == "adam" else SGD, dt(learning_rate), dt(momentum),
         bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon), int(step), dt(alpha),
         K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], _chunks(parallel),
@@ -598,7 +652,7 @@ def loss_and_grads_sparse(
         loss = run._loss_and_grads_sparse(
             data, indices, indptr, rows, Y, sample_weight, dt(1.0 / wsum), W1, b1, W2, b2,
             dt(alpha), K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], workspace.buffers,
-            0, False, True, _chunks(parallel),
+            0, False, True, _chunks(parallel), workspace.group_buffers,
         )
     return loss, workspace.buffers[7:11]
 

@@ -477,3 +477,153 @@ def test_check_csr_refuses_dense_and_names_the_argument():
         _sparse.check_csr(np.eye(2), np.float64, name="X_val")
     with pytest.raises(ValueError, match="Input X_val contains NaN"):
         _sparse.check_csr(sp.csr_matrix(np.array([[np.nan, 1.0]])), np.float64, name="X_val")
+
+
+# ------------------------------------------------- entries grouped by feature
+def _groups(data, indices, indptr, rows, D):
+    """Run group_by_feature on fresh buffers; return (count, touched, start, ent_row, ent_val)."""
+    nnz = int(sum(indptr[i + 1] - indptr[i] for i in rows))
+    marker = np.zeros(D, np.uint8)
+    slot = np.full(D, -7, np.int64)
+    touched = np.full(D, -1, np.int64)
+    start = np.full(D + 1, -1, np.int64)
+    ent_row = np.full(max(nnz, 1), -1, np.int64)
+    ent_val = np.full(max(nnz, 1), np.nan, data.dtype)
+    count = KS.group_by_feature(data, indices, indptr, rows, marker, slot, touched, start,
+                                ent_row, ent_val)
+    assert not marker.any()  # reset, at the touched features only
+    return count, touched, start, ent_row[:nnz], ent_val[:nnz]
+
+
+@pytest.mark.parametrize("name", list(AWKWARD))
+def test_group_by_feature_is_a_counting_sort_of_the_batch(name):
+    data, indices, indptr, dense = case(name, np.float64)
+    n, D = dense.shape
+    for what, rows in batches(n, dense).items():
+        count, touched, start, ent_row, ent_val = _groups(data, indices, indptr, rows, D)
+        stored = [(indices[k], r, data[k]) for r, i in enumerate(rows)
+                  for k in range(indptr[i], indptr[i + 1])]
+        features = sorted({j for j, _, _ in stored})  # explicit zeros count: they are stored
+        assert touched[:count].tolist() == features, what
+        assert start[0] == 0 and start[count] == len(stored), what
+        for t, j in enumerate(features):
+            # the entries of feature j, in batch-row order (a stable sort by feature)
+            want = [(r, v) for jj, r, v in stored if jj == j]
+            got = list(zip(ent_row[start[t]:start[t + 1]].tolist(),
+                           ent_val[start[t]:start[t + 1]].tolist(), strict=True))
+            assert got == want, (what, j)
+
+
+def test_group_by_feature_sorts_a_batch_holding_few_features():
+    indices = np.array([40, 7, 99, 7, 3], np.int32)
+    indptr = np.array([0, 3, 5], np.int32)
+    data = np.arange(1.0, 6.0)
+    count, touched, start, ent_row, ent_val = _groups(data, indices, indptr, np.array([0, 1]),
+                                                      100)  # 4 of 100: fewer than 1/16
+    assert touched[:count].tolist() == [3, 7, 40, 99]
+    assert start[: count + 1].tolist() == [0, 1, 3, 4, 5]
+    assert ent_row.tolist() == [1, 0, 1, 0, 0] and ent_val.tolist() == [5, 2, 4, 1, 3]
+
+
+@pytest.mark.parametrize("twin", list(TWINS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(AWKWARD))
+def test_sparse_weight_grad_grouped_is_the_scatter_bit_for_bit(name, dtype, twin):
+    data, indices, indptr, dense = case(name, dtype)
+    n, D = dense.shape
+    H = 37
+    rng = np.random.default_rng(1)
+    kernel = TWINS[twin]("sparse_weight_grad_grouped")
+    for what, rows in batches(n, dense).items():
+        G = rng.normal(size=(rows.size, H)).astype(dtype)
+        count, touched, start, ent_row, ent_val = _groups(data, indices, indptr, rows, D)
+        sentinel = rng.normal(size=(D, H)).astype(dtype)
+        out = sentinel.copy()
+        kernel(touched, count, start, ent_row, ent_val, G, out)
+        scatter = np.zeros((D, H), dtype)
+        KS.sparse_weight_grad_serial(data, indices, indptr, rows, G, touched, count, 1,
+                                     scatter)
+        t = touched[:count]
+        assert_array_equal(out[t], scatter[t], what)  # the same sums in the same order
+        assert_close(out[t], (dense[rows].T @ G)[t], dtype, what)
+        others = np.setdiff1d(np.arange(D), t)
+        assert_array_equal(out[others], sentinel[others], what)  # not written
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd-nesterov", "adam"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(AWKWARD))
+def test_exact_updates_are_the_dense_update_on_the_dense_gradient(name, dtype, optimizer):
+    data, indices, indptr, dense = case(name, dtype)
+    n, D = dense.shape
+    H, reg = 19, dtype(0.03)
+    rng = np.random.default_rng(3)
+    for what, rows in batches(n, dense).items():
+        G = rng.normal(size=(rows.size, H)).astype(dtype)
+        count, touched, start, ent_row, ent_val = _groups(data, indices, indptr, rows, D)
+        scatter = np.zeros((D, H), dtype)
+        KS.sparse_weight_grad_serial(data, indices, indptr, rows, G, touched, count, 1,
+                                     scatter)  # Xᵀ G: zero outside the touched rows
+        W = rng.normal(size=(D, H)).astype(dtype)
+        s1, s2 = rng.normal(size=(D, H)).astype(dtype), rng.random((D, H)).astype(dtype)
+        Wd, s1d, s2d = W.copy(), s1.copy(), s2.copy()
+        grow = np.empty(H, dtype)
+        if optimizer == "adam":
+            sq = KS.adam_update_exact(W, s1, s2, touched, count, start, ent_row, ent_val, G,
+                                      grow, dtype(0.01), dtype(0.9), dtype(0.999), dtype(1e-8),
+                                      reg)
+            sqd = K.adam_update(Wd, scatter, s1d, s2d, dtype(0.01), dtype(0.9), dtype(0.999),
+                                dtype(1e-8), reg)
+        else:
+            nesterov = optimizer == "sgd-nesterov"
+            sq = KS.sgd_update_exact(W, s1, touched, count, start, ent_row, ent_val, G, grow,
+                                     dtype(0.1), dtype(0.9), nesterov, reg)
+            sqd = K.sgd_update(Wd, scatter, s1d, dtype(0.1), dtype(0.9), nesterov, reg)
+        # the same operations on every element, to an ulp: the flat dense loop and
+        # the row loop are vectorised apart (a contracted multiply-add at a row's tail)
+        ulps = {"rtol": 4e-7, "atol": 1e-9} if dtype == np.float32 else {"rtol": 1e-15,
+                                                                       "atol": 1e-18}
+        for a, b in ((W, Wd), (s1, s1d), (s2, s2d)):
+            assert_allclose(a, b, **ulps, err_msg=what)
+        assert_allclose(sq, sqd, rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd-nesterov", "adam"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_touched_updates_are_the_row_updates_on_the_grouped_gradient(dtype, optimizer):
+    data, indices, indptr, dense = case("empty-rows-and-columns", dtype)
+    n, D = dense.shape
+    H, reg = 21, dtype(0.02)
+    rng = np.random.default_rng(4)
+    rows = batches(n, dense)["all-shuffled"]
+    G = rng.normal(size=(rows.size, H)).astype(dtype)
+    count, touched, start, ent_row, ent_val = _groups(data, indices, indptr, rows, D)
+    grad = np.zeros((D, H), dtype)
+    KS.sparse_weight_grad_grouped_serial(touched, count, start, ent_row, ent_val, G, grad)
+    W = rng.normal(size=(D, H)).astype(dtype)
+    s1, s2 = rng.normal(size=(D, H)).astype(dtype), rng.random((D, H)).astype(dtype)
+    Wr, s1r, s2r = W.copy(), s1.copy(), s2.copy()
+    rowsq, rowsq_r = np.zeros(D), np.zeros(D)
+    KS.row_squares(W, rowsq)
+    KS.row_squares(Wr, rowsq_r)
+    delta = np.empty(D)
+    grow = np.empty(H, dtype)
+    if optimizer == "adam":
+        got = KS.adam_update_touched(W, s1, s2, touched, count, start, ent_row, ent_val, G,
+                                     grow, dtype(0.01), dtype(0.9), dtype(0.999), dtype(1e-8),
+                                     reg, rowsq)
+        want = KS.adam_update_rows_serial(Wr, grad, s1r, s2r, touched, count, dtype(0.01),
+                                          dtype(0.9), dtype(0.999), dtype(1e-8), reg, rowsq_r,
+                                          delta)
+    else:
+        nesterov = optimizer == "sgd-nesterov"
+        got = KS.sgd_update_touched(W, s1, touched, count, start, ent_row, ent_val, G, grow,
+                                    dtype(0.1), dtype(0.9), nesterov, reg, rowsq)
+        want = KS.sgd_update_rows_serial(Wr, grad, s1r, touched, count, dtype(0.1), dtype(0.9),
+                                         nesterov, reg, rowsq_r, delta)
+    for a, b in ((W, Wr), (s1, s1r), (s2, s2r), (rowsq, rowsq_r)):
+        assert_close(a, b, dtype)
+    assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-9)
+    untouched = np.setdiff1d(np.arange(D), touched[:count])
+    assert untouched.size  # the case has empty columns
+    assert_array_equal(W[untouched], Wr[untouched])

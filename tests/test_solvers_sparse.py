@@ -342,9 +342,13 @@ def test_workspace_holds_nothing_of_size_n_by_D_or_B_by_D():
     n, d, h, c, b = 300, 2000, 8, 3, 50
     for kw in (dict(), dict(lazy=True), dict(full_batch=True)):
         ws = ss.SparseWorkspace(n, d, h, c, b, np.float32, **kw)
-        arrays = ws.buffers + ws.lazy_buffers
+        ws.reserve_entries(np.arange(0, 3 * n + 1, 3))  # 3 entries a row
+        arrays = ws.buffers + ws.lazy_buffers + ws.group_buffers
+        assert ws.group_buffers[2].size == 3 * ws.batch_size  # the largest batch's entries
         assert max(a.size for a in arrays) == d * h  # the gradient of W1 alone
-        assert sum(a.nbytes for a in arrays) < 2 * d * h * 4 + 16 * d + 8 * n + 4 * b * (2 * h)
+        # + the groups: slot and start (8 bytes a feature each), the entries, a row of dW1
+        assert sum(a.nbytes for a in arrays) < (2 * d * h * 4 + 16 * d + 8 * n + 4 * b * (2 * h)
+                                                + 16 * (d + 1) + 12 * 3 * n + 4 * h)
         for a in arrays:
             assert not (a.ndim == 2 and a.shape[1] == d), a.shape
 
