@@ -198,6 +198,14 @@ def _load_data(spec: str, *, label_column=-1, max_train=None, test_size=0.2, see
     return data
 
 
+def _as_dtype(X, dtype):
+    """X in ``dtype``: a C-ordered array, or a sparse file's CSR kept sparse (never densified)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    return X.astype(dtype) if sp.issparse(X) else np.ascontiguousarray(X, dtype=dtype)
+
+
 def _split(data, test_size, seed, classes=True):
     """Hold out ``test_size`` of a single-array file as its test split.
 
@@ -260,7 +268,9 @@ def _eval_data(spec: str, label_column, model, need_labels: bool):
             if path.suffix.lower() != ".npz" and path.is_file():
                 width = _csv_width(path)
             label_column = -1 if width == model.n_features_in_ + 1 else None
-        data = datasets.load_file(path, label_column=label_column, target=target)
+        # an svmlight file as wide as the model (its rows need not use the last features)
+        data = datasets.load_file(path, label_column=label_column, target=target,
+                                  n_features=model.n_features_in_)
         if data.X_test is not None:
             X, y, where = data.X_test, data.y_test, f"{path} (X_test, y_test)"
         else:
@@ -528,8 +538,7 @@ def cmd_train(args) -> int:
         task = "regression"
     regression = task == "regression"
     dtype = np.dtype(args.dtype)
-    X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
-    X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
+    X_train, X_test = (_as_dtype(X, dtype) for X in (data.X_train, data.X_test))
     print(f"data: {data.name if data.source != 'file' else data.location}")
     print(f"      X_train {X_train.shape}, X_test {X_test.shape}, {dtype.name}; {_thread_info()}")
     lr = args.lr if args.lr is not None else (0.01 if args.solver == "sgd" else 0.001)
@@ -902,7 +911,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "one redrawn line on a terminal, a line per epoch elsewhere.")
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist, fashion-mnist-sample, digits, a directory of "
-                   "Fashion-MNIST IDX files, or a .npz/CSV file")
+                   "Fashion-MNIST IDX files, or a .npz/CSV file, a scipy.sparse.save_npz "
+                   "file (labels in an extra array y) or svmlight/libsvm text (.svm, "
+                   ".svmlight, .libsvm): sparse files train sparse")
     p.add_argument("--label-column", type=_label_column, default=-1,
                    help="CSV: index or name of the label column, 'last' or 'none' (default: "
                    "-1, the last)")
@@ -948,7 +959,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", "-m", type=Path, required=True,
                        help="a model .npz (required)")
         p.add_argument("--data", required=True,
-                       help="a .npz/CSV file, or fashion-mnist, fashion-mnist-sample, digits "
+                       help="a .npz/CSV/svmlight (.svm, .svmlight, .libsvm) file, or "
+                       "fashion-mnist, fashion-mnist-sample, digits "
                        "(their test split) (required)")
         p.add_argument("--label-column", type=_label_column, default="auto",
                        help="CSV: index or name of the label column, 'none', or 'auto': the "

@@ -584,11 +584,113 @@ def _check_npz_shapes(path: Path, members: list) -> None:
             raise ValueError(f"{path}: X_train has {d_train} features, X_test {d_test}")
 
 
+SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
+_SPARSE_NPZ_MEMBERS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"),
+                       "coo": ("data", "row", "col")}
+
+
+def _sparse_features(X, where: str):
+    """Check a sparse ``X`` (every raw array, NaN/inf); return it as a canonical float64 CSR.
+
+    Never densified: the estimators train on it as it is.
+    """
+    from ._sparse import CSRArrays
+
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{where}: no data (shape {X.shape})")
+    try:
+        return CSRArrays.of(X, np.float64, name="X").matrix()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _load_sparse_npz(path: Path, npz: NpzArchive, max_bytes: int, target: str) -> Dataset:
+    """Read a ``scipy.sparse.save_npz`` archive: X sparse (CSR, CSC or COO), labels ``y`` if any.
+
+    Every member's header is checked before it is read, the sizes together
+    bounded by ``max_bytes``, and the arrays validated before scipy builds the
+    matrix from them (an index out of range or a non-monotone ``indptr`` is a
+    ValueError naming the file).
+    """
+    import scipy.sparse as sp
+
+    from . import _sparse
+
+    keys = set(npz.infos)
+    fmt_member = npz.member("format", 64)
+    if fmt_member.dtype.kind not in "SU" or fmt_member.shape != ():
+        raise ValueError(f"{path}: member 'format' must be a string such as 'csr'")
+    fmt = str(npz.read(fmt_member).item(), "ascii") if fmt_member.dtype.kind == "S" else str(
+        npz.read(fmt_member).item())
+    if fmt not in _SPARSE_NPZ_MEMBERS:
+        raise ValueError(f"{path}: sparse format {fmt!r} is not supported (csr, csc or coo)")
+    names = list(_SPARSE_NPZ_MEMBERS[fmt]) + ["shape"] + (["y"] if "y" in keys else [])
+    missing = [k for k in names if k not in keys]
+    if missing:
+        raise ValueError(f"{path}: a {fmt} matrix needs the arrays {missing}; found "
+                         f"{sorted(keys)}")
+    total = npz.total_size(names)
+    if total > max_bytes:
+        raise ValueError(f"{path}: arrays {names} take {total} bytes uncompressed, more than "
+                         f"max_bytes={max_bytes}; pass a larger max_bytes if you trust the file")
+    members = {k: npz.member(k, max_bytes) for k in names}
+    shape_m = members["shape"]
+    if shape_m.dtype.kind not in "iu" or shape_m.shape != (2,):
+        raise ValueError(f"{path}: member 'shape' must hold two integers")
+    arrays = {k: npz.read(m) for k, m in members.items()}
+    n, d = (int(v) for v in arrays["shape"])
+    if n < 0 or d < 0:
+        raise ValueError(f"{path}: negative shape {(n, d)}")
+    data = arrays["data"]
+    try:
+        if fmt == "coo":
+            X = sp.coo_matrix((np.empty(0), (np.empty(0, np.int64), np.empty(0, np.int64))),
+                              shape=(n, d))
+            X.data, X.row, X.col = data, arrays["row"], arrays["col"]  # checked by check_csr
+        else:
+            major, minor = (n, d) if fmt == "csr" else (d, n)
+            _sparse.check_csr_arrays(data, arrays["indices"], arrays["indptr"], minor,
+                                     n_samples=major, name="X")
+            cls = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
+            X = cls((data, arrays["indices"], arrays["indptr"]), shape=(n, d), copy=False)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    X = _sparse_features(X, f"{path} [X]")
+    y = None
+    if "y" in arrays:
+        y = _targets(arrays["y"], f"{path} [y]", target)
+        if y.shape[0] != X.shape[0] or (y.ndim != 1 and target == "labels"):
+            raise ValueError(f"{path}: X has {X.shape[0]} rows but y has shape {y.shape}")
+    return Dataset(X, y, None, None, "file", str(path), files={"data": path})
+
+
+def _load_svmlight(path: Path, raw: bytes, target: str, n_features=None) -> Dataset:
+    """svmlight/libsvm text (``label index:value ...`` a line): X a float64 CSR, y its labels.
+
+    Read by ``sklearn.datasets.load_svmlight_file`` from the bytes already read
+    (bounded); indices zero- or one-based as it decides (``zero_based='auto'``:
+    one-based unless an index 0 occurs). ``n_features`` widens X to a model's
+    input (an evaluation file need not use the last feature).
+    """
+    from sklearn.datasets import load_svmlight_file
+
+    try:
+        X, y = load_svmlight_file(io.BytesIO(raw), n_features=n_features, dtype=np.float64)
+    except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
+        raise ValueError(f"{path}: not a readable svmlight/libsvm file ({exc})") from None
+    X = _sparse_features(X, f"{path} [X]")
+    y = _targets(y, f"{path} [labels]", target)
+    return Dataset(X, y, None, None, "file", str(path), files={"data": path})
+
+
 def _load_npz(path: Path, fh, max_bytes: int, target: str = "labels") -> Dataset:
     if not fh.read(2) == b"PK":
         raise ValueError(f"{path}: not a readable .npz file (not a zip archive)")
     fh.seek(0)
     with NpzArchive(fh, path) as npz:
+        if {"indptr", "shape", "format"} <= set(npz.infos) or {"row", "col", "format"} <= set(
+                npz.infos):  # scipy.sparse.save_npz
+            return _load_sparse_npz(path, npz, max_bytes, target)
         arrays = _npz_arrays(path, npz, max_bytes)
     X_train, y_train, X_test, y_test = arrays
     X_train = _features(X_train, f"{path} [X]")
@@ -709,8 +811,15 @@ def _load_csv(path: Path, raw: bytes, label_column, target: str = "labels",
 
 
 def load_file(path, *, label_column=-1, target: str = "labels",
-              max_bytes: int = MAX_FILE_BYTES) -> Dataset:
-    """Load a data file a user brings: ``.npz`` or CSV.
+              max_bytes: int = MAX_FILE_BYTES, n_features=None) -> Dataset:
+    """Load a data file a user brings: ``.npz``, svmlight/libsvm or CSV.
+
+    Sparse files stay sparse: a ``scipy.sparse.save_npz`` archive (CSR, CSC or
+    COO; labels, if any, in an extra array ``y``: ``numpy.savez`` of the same
+    members plus ``y`` is read too) and svmlight/libsvm text (``.svm``,
+    ``.svmlight``, ``.libsvm``: ``label index:value ...``, read by
+    ``sklearn.datasets.load_svmlight_file``) give ``X`` as a validated float64
+    CSR matrix, never a dense array.
 
     Parameters
     ----------
@@ -726,8 +835,12 @@ def load_file(path, *, label_column=-1, target: str = "labels",
         refused), or the numbers of a regression target (float64, shape (n,) or,
         from a ``.npz``, (n, n_targets); NaN and infinity refused).
     max_bytes : int, default=2**31
-        Bound on what is read: the CSV's bytes, or the uncompressed size of the
-        ``.npz`` arrays used (checked from the archive's headers before reading).
+        Bound on what is read: the CSV's (or svmlight file's) bytes, or the
+        uncompressed size of the ``.npz`` arrays used (checked from the archive's
+        headers before reading).
+    n_features : int, optional
+        svmlight/libsvm only: the width of ``X`` (a file whose rows do not use
+        the last features would otherwise come out narrower).
 
     Returns
     -------
@@ -759,4 +872,6 @@ def load_file(path, *, label_column=-1, target: str = "labels",
         if path.suffix.lower() == ".npz" or head == b"PK\x03\x04":
             return _load_npz(path, f, max_bytes, target)
         raw = read_bounded(f, max_bytes, path)
+    if path.suffix.lower() in SVMLIGHT_SUFFIXES:
+        return _load_svmlight(path, raw, target, n_features)
     return _load_csv(path, raw, label_column, target, max_bytes)

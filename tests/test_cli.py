@@ -670,3 +670,56 @@ def test_multi_output_regression_from_npz(tmp_path):
     status, out, err = run("evaluate", "-m", "model.npz", "--data", "m.npz", cwd=tmp_path)
     assert status == 0, err
     assert "-> 2 outputs, TwoLayerRegressor" in out and "(X_test, y_test), 20 rows" in out
+
+
+# ------------------------------------------------------------ sparse files (issue 10)
+def _sparse_problem(seed=0):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    X = sp.random(300, 200, density=0.05, format="csr", random_state=seed)
+    y = (np.asarray(X @ rng.normal(size=200)) > 0).astype(int)
+    return X, y
+
+
+def test_train_and_evaluate_on_svmlight_and_sparse_npz(tmp_path):
+    import scipy.sparse as sp
+    from sklearn.datasets import dump_svmlight_file
+
+    X, y = _sparse_problem()
+    dump_svmlight_file(X, y, str(tmp_path / "train.svm"))
+    # save_npz's members plus the labels y: scipy.sparse.load_npz still reads it
+    np.savez(tmp_path / "labelled.npz", data=X.data, indices=X.indices, indptr=X.indptr,
+             shape=np.array(X.shape), format="csr", y=y)
+    sp.save_npz(tmp_path / "rows.npz", X[:7])  # features only
+    status, out, err = run("train", "--data", "train.svm", "--hidden", "8", "--epochs", "3",
+                           "--quiet", "-o", "model.npz", cwd=tmp_path)
+    assert status == 0, err
+    assert "X_train (240, 200), X_test (60, 200)" in out
+    status, out, err = run("evaluate", "-m", "model.npz", "--data", "labelled.npz",
+                           cwd=tmp_path)
+    assert status == 0, err
+    assert "300 rows" in out
+    status, out, err = run("predict", "-m", "model.npz", "--data", "rows.npz", cwd=tmp_path)
+    assert status == 0, err
+    lines = out.split()
+    assert lines[0] == "prediction" and len(lines) == 8 and set(lines[1:]) <= {"0", "1"}
+    # an svmlight file whose rows do not use the last features is as wide as the model
+    dump_svmlight_file(X[:, :150], y, str(tmp_path / "narrow.svm"))
+    status, out, err = run("evaluate", "-m", "model.npz", "--data", "narrow.svm", cwd=tmp_path)
+    assert status == 0, err
+
+
+def test_malformed_sparse_files_one_line_error(tmp_path):
+    import scipy.sparse as sp
+
+    X, y = _sparse_problem()
+    bad = X.copy()
+    bad.indices[3] = 10_000  # past the 200 columns
+    sp.save_npz(tmp_path / "bad.npz", bad)
+    (tmp_path / "bad.svm").write_text("1 3:0.5 nonsense\n0 2:1\n")
+    (tmp_path / "nan.svm").write_text("1 3:nan\n0 2:1\n")
+    for name in ("bad.npz", "bad.svm", "nan.svm"):
+        status, out, err = run("train", "--data", name, "--epochs", "1", cwd=tmp_path)
+        assert status != 0 and name in err, (name, err)
+        assert "Traceback" not in err

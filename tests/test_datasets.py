@@ -680,3 +680,69 @@ def test_csv_label_column_over_max_bytes_refused(tmp_path):
                                          r"bytes as text .* more than max_bytes=100000"):
         ds.load_file(f, max_bytes=100_000)
     assert ds.load_file(f).y_train.shape == (1001,)
+
+
+# ------------------------------------------------------------ sparse files (issue 10)
+def _csr(seed=0):
+    import scipy.sparse as sp
+
+    X = sp.random(40, 25, density=0.2, format="csr", random_state=seed)
+    X.sum_duplicates()
+    return X, np.arange(40) % 3
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_load_sparse_npz_stays_sparse(tmp_path, fmt):
+    import scipy.sparse as sp
+
+    X, y = _csr()
+    sp.save_npz(tmp_path / "x.npz", X.asformat(fmt))
+    data = ds.load_file(tmp_path / "x.npz")
+    assert sp.issparse(data.X_train) and data.X_train.format == "csr"
+    assert data.X_train.dtype == np.float64 and data.y_train is None
+    assert abs(data.X_train - X).max() == 0
+    np.savez(tmp_path / "y.npz", data=X.data, indices=X.indices, indptr=X.indptr,
+             shape=np.array(X.shape), format="csr", y=y)
+    data = ds.load_file(tmp_path / "y.npz")
+    np.testing.assert_array_equal(data.y_train, y)
+    assert ds.load_file(tmp_path / "y.npz", target="values").y_train.dtype == np.float64
+
+
+def test_load_svmlight_stays_sparse(tmp_path):
+    import scipy.sparse as sp
+    from sklearn.datasets import dump_svmlight_file
+
+    X, y = _csr()
+    dump_svmlight_file(X, y, str(tmp_path / "x.svm"))
+    data = ds.load_file(tmp_path / "x.svm")
+    assert sp.issparse(data.X_train) and data.X_train.shape == X.shape
+    assert abs(data.X_train - X).max() < 1e-12
+    np.testing.assert_array_equal(data.y_train, y)
+    assert ds.load_file(tmp_path / "x.svm", n_features=30).X_train.shape == (40, 30)
+    (tmp_path / "f.libsvm").write_text("0.5 1:1\n1.5 2:1\n")
+    with pytest.raises(ValueError, match="target='values'"):
+        ds.load_file(tmp_path / "f.libsvm")  # non-integer labels
+    np.testing.assert_array_equal(ds.load_file(tmp_path / "f.libsvm", target="values").y_train,
+                                  [0.5, 1.5])
+    with pytest.raises(ValueError, match="f.libsvm"):
+        ds.load_file(tmp_path / "f.libsvm", max_bytes=4)  # bounded read
+
+
+@pytest.mark.parametrize("damage", ["index", "indptr", "nan", "format", "shape", "size"])
+def test_malformed_sparse_npz_refused_naming_the_file(tmp_path, damage):
+    X, y = _csr()
+    members = {"data": X.data.copy(), "indices": X.indices.copy(), "indptr": X.indptr.copy(),
+               "shape": np.array(X.shape), "format": np.array(b"csr"), "y": y}
+    if damage == "index":
+        members["indices"][0] = 99
+    elif damage == "indptr":
+        members["indptr"][5] = members["indptr"][6] + 3
+    elif damage == "nan":
+        members["data"][0] = np.nan
+    elif damage == "format":
+        members["format"] = np.array(b"dia")
+    elif damage == "shape":
+        members["shape"] = np.array([40])
+    np.savez(tmp_path / "bad.npz", **members)
+    with pytest.raises(ValueError, match="bad.npz"):
+        ds.load_file(tmp_path / "bad.npz", max_bytes=100 if damage == "size" else 2**31)
