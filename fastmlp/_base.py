@@ -240,7 +240,7 @@ class BaseTwoLayer(BaseEstimator):
         """:meth:`_kernel_options` for CSR ``X`` (``_sparse.CSRArrays``), from its nnz per row."""
         nnz_per_row = X.nnz / max(X.shape[0], 1)
         return solvers_sparse.kernel_options(
-            n_rows, nnz_per_row, n_hidden, n_threads=thread_count(self.n_threads)
+            n_rows, nnz_per_row, n_hidden, self.n_outputs_, n_threads=thread_count(self.n_threads)
         )
 
     def __getstate__(self):

@@ -397,7 +397,7 @@ def test_parameters_and_defaults_are_mlpregressors():
     ours = TwoLayerRegressor().get_params()
     theirs = MLPRegressor().get_params()
     assert theirs.pop("hidden_layer_sizes") == (ours.pop("hidden_units"),)
-    extras = {"dtype", "early_stopping_metric", "callbacks", "n_threads"}
+    extras = {"dtype", "early_stopping_metric", "callbacks", "n_threads", "sparse_updates"}
     assert {k: v for k, v in ours.items() if k not in extras} == theirs
 
 
