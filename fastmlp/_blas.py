@@ -30,6 +30,7 @@ The counts a block changed are restored when the last block ends.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
@@ -45,7 +46,7 @@ class _Modes:
         self.cond = threading.Condition(threading.Lock())
         self.count = None  # the count the open blocks run with; None: the process's own
         self.active = 0  # open blocks, in every thread
-        self.waiting = 0  # blocks waiting for the open ones of another count to end
+        self.queue: collections.deque = collections.deque()  # (ticket, count) of the waiters
         self.saved: list = []  # (library, count) to restore when the last block ends
         self.local = threading.local()  # the count this thread's open block runs with
 
@@ -111,10 +112,9 @@ def blas_threads(n: int | None) -> Iterator[None]:
 
     Blocks with different ``n`` never overlap in time: a block waits until the
     open blocks of another count, in other threads, have ended. Blocks of one
-    count share it. Once a block of another count waits, new blocks of the
-    current count wait too, so the open ones drain and the waiting count is
-    let in (the lock is not strictly fair: among several waiters woken at once,
-    any may go first).
+    count share it. Waiters are served first come, first served: once a block
+    of another count waits, new blocks of the current count queue behind it,
+    so the open ones drain and no count starves.
     A block opened inside another in the same thread must ask for the same
     count (the outer one holds it: waiting for a different one would wait for
     itself).
@@ -138,29 +138,36 @@ def blas_threads(n: int | None) -> Iterator[None]:
 
 
 def _enter(modes: _Modes, n: int | None) -> None:
-    """Wait for a turn of count ``n``, then open a block (exception-safe)."""
+    """Wait for a turn of count ``n``, then open a block (exception-safe).
+
+    Waiters queue first come, first served: a block joins the open ones of its
+    count only while nobody waits; otherwise it waits for its place at the head
+    of the queue (then it may open when no block is open, or join open blocks
+    of its own count).
+    """
     with modes.cond:
-        queued = False
-        try:
-            while modes.active and (modes.count != n or (modes.waiting and not queued)):
-                # a block of another count is open, or one is waiting for its turn
-                # (then this one joins the queue instead of overtaking it)
-                if not queued:
-                    modes.waiting += 1
-                    queued = True
-                modes.cond.wait()
-            if modes.active == 0 and modes.count != n:
+        if modes.queue or (modes.active and modes.count != n):
+            ticket = object()
+            modes.queue.append((ticket, n))
+            try:
+                while not (modes.queue[0][0] is ticket
+                           and (modes.active == 0 or modes.count == n)):
+                    modes.cond.wait()
+            except BaseException:
+                # Ctrl-C while waiting: leave no phantom waiter behind
+                modes.queue.remove((ticket, n))
+                modes.cond.notify_all()
+                raise
+            modes.queue.popleft()
+            modes.cond.notify_all()  # the next in the queue may join this count
+        if modes.active == 0 and modes.count != n:
+            try:
                 _set_counts(modes, n)
-                modes.count = n
-            modes.active += 1
-        except BaseException:
-            # Ctrl-C while waiting, or a failed set: leave no phantom waiter behind,
-            # and let the others look again
-            modes.cond.notify_all()
-            raise
-        finally:
-            if queued:
-                modes.waiting -= 1
+            except BaseException:
+                modes.cond.notify_all()
+                raise
+            modes.count = n
+        modes.active += 1
 
 
 def _leave(modes: _Modes) -> None:

@@ -118,10 +118,12 @@ def test_a_waiting_count_is_not_overtaken():
     assert opened.wait(10)
     waiting = _in_thread(lambda: block(None, "None"))
     deadline = time.monotonic() + 10
-    while _blas._MODES.waiting == 0 and time.monotonic() < deadline:
+    while len(_blas._MODES.queue) < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     late = _in_thread(lambda: block(1, "second 1"))
-    time.sleep(0.2)
+    while len(_blas._MODES.queue) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # queued behind None, not joining the open count 1
+    time.sleep(0.1)
     assert order == []
     release.set()
     for t in (h, waiting, late):
@@ -177,7 +179,7 @@ def test_an_interrupted_wait_leaves_no_waiter_behind(monkeypatch):
         with blas_threads(None):
             pass
     monkeypatch.undo()
-    assert _blas._MODES.waiting == 0
+    assert not _blas._MODES.queue
     release.set()
     h.join(10)
     test_blocks_of_one_count_overlap()
