@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 
 import numba
 
+from fastmlp import _interrupt
+
 # fastmath without ``nnan``/``ninf``: NaN and inf still propagate, so bad data
 # (or a diverging learning rate) is detected instead of silently optimised away.
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
@@ -228,6 +230,9 @@ def _cached(func: Callable, options: dict):
 # workqueue layer is the default unless the user chose one with
 # NUMBA_THREADING_LAYER. (It does not allow parallel kernels launched from two
 # Python threads at once; fastmlp never does that itself.)
+# Ctrl-C while compiling is raised, not dropped inside an LLVM callback
+_interrupt.install()
+
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
