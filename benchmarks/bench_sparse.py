@@ -2,7 +2,7 @@
 
 Groups ``sparse_forward|{shape}/{dtype}``, ``sparse_dW1|{shape}/{dtype}``,
 ``sparse_epoch|{shape}/{dtype}`` and ``sparse_predict_proba|{shape}/{dtype}`` on
-synthetic documents with Zipf-distributed words (``sparse_per_epoch.zipf_documents``).
+synthetic documents with Zipf-distributed words (``fastmlp.bench_sparse.zipf_documents``).
 In the ordinary test run (``--benchmark-disable``) each function runs once, as
 a smoke test, on 2,000 x 5,000 documents; with ``--benchmark-enable``, 20,000 x
 50,000 (``FASTMLP_BENCH_ROWS`` overrides the rows). Implementations:
@@ -14,7 +14,7 @@ a smoke test, on 2,000 x 5,000 documents; with ``--benchmark-enable``, 20,000 x
 - ``sklearn``: ``MLPClassifier.partial_fit`` (one epoch), its ``predict_proba``.
 
 For the ratios with peak memory and accuracy on real text, run
-``benchmarks/sparse_per_epoch.py``.
+``python -m fastmlp bench --sparse`` (or ``benchmarks/sparse_per_epoch.py``).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import warnings
 import numpy as np
 import pytest
 from benchutil import timing_enabled
-from sparse_per_epoch import zipf_documents
 
 from fastmlp import _sparse
 from fastmlp import kernels_sparse as KS
+from fastmlp.bench_sparse import zipf_documents
 
 H, C, B = 100, 10, 200
 _DATA: dict = {}

@@ -12,7 +12,8 @@ shapes, dtype and thread count, summed over the epoch's batches.
 It also reports the Numba-loop matrix products against BLAS, one-row ``predict`` and
 10,000-row ``predict_proba`` latency, optionally the start-up time of a fresh process
 (``--startup``), the BLAS library and thread counts, and the issue's targets as a
-pass/miss column with the measured figure.
+pass/miss column with the measured figure. ``--sparse`` adds issue 10's section on CSR
+input (:mod:`fastmlp.bench_sparse`; ``--sparse-only`` runs it alone).
 
 The epoch runners (:class:`FloorEpoch`, :class:`FastmlpEpoch`, :class:`EstimatorEpoch`,
 :class:`NumpyEpoch`, :class:`SklearnEpoch`, :class:`TorchEpoch`) are also used by the
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import reference
+from . import bench_sparse, reference
 from . import solvers as S
 
 # The network and training settings shared by every implementation.
@@ -1265,6 +1266,7 @@ class Report:
     startup: dict | None = None
     threads: dict | None = None
     phases: list[dict] = field(default_factory=list)
+    sparse: dict | None = None  # the sparse section (fastmlp.bench_sparse), with --sparse
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -1539,16 +1541,18 @@ def format_report(rep: Report) -> str:
             f"{lib['num_threads']} threads, {lib['threading_layer']}: {lib['filepath']}"
         )
     out += [f"note: {n}" for n in rep.notes]
-    out.append("")
-    out.append("data:")
-    out += [f"  {k}: {v}" for k, v in rep.data.items()]
-    out.append("")
-    out.append("Epochs (D -> 100 ReLU -> 10 softmax, batch 200, SGD Nesterov 0.9 unless named).")
-    out.append(
-        "s/epoch: median of the timed samples; x floor: time / GEMM floor; "
-        "vs P: time(P) / time(row), > 1 means the row is faster than P."
-    )
-    out.append(format_epoch_table(rep))
+    if rep.epochs:
+        out.append("")
+        out.append("data:")
+        out += [f"  {k}: {v}" for k, v in rep.data.items()]
+        out.append("")
+        out.append("Epochs (D -> 100 ReLU -> 10 softmax, batch 200, SGD Nesterov 0.9 unless "
+                   "named).")
+        out.append(
+            "s/epoch: median of the timed samples; x floor: time / GEMM floor; "
+            "vs P: time(P) / time(row), > 1 means the row is faster than P."
+        )
+        out.append(format_epoch_table(rep))
     if rep.matmul.get("rows"):
         out.append("")
         out.append(
@@ -1632,19 +1636,24 @@ def format_report(rep: Report) -> str:
             f"{t['serial_calls_per_s']:.0f} on one thread ({t['speedup']:.2f}x), every result "
             "equal to the serial one"
         )
-    out.append("Targets (issues 4, 11, 12 and 13):")
+    if rep.sparse:
+        out.append(bench_sparse.format_section(rep.sparse))
+        out.append("")
+    out.append("Targets (issues 4, 10, 11, 12 and 13):" if rep.sparse else
+               "Targets (issues 4, 11, 12 and 13):")
     out.append(
         _table(
             ["target", "measured", "status", "on"],
             [[t.goal, t.measured, t.status, t.note] for t in rep.targets],
         )
     )
+    reasons = {**MISSED_TARGETS, **bench_sparse.missed_reasons(rep.sparse)}
     missed = [(t.goal, why) for t in rep.targets if t.status == "MISS"
-              for prefix, why in MISSED_TARGETS.items() if t.goal.startswith(prefix)]
+              for prefix, why in reasons.items() if t.goal.startswith(prefix)]
     if missed:
         out.append("")
-        out.append("Missed targets: why (measurements noted on issues 4 and 13) and what was "
-                   "tried:")
+        out.append("Missed targets: why (measurements noted on issues 4, 10 and 13) and what "
+                   "was tried:")
         for goal, why in missed:
             out.append(f"- {goal}: {why}")
     return "\n".join(out)
@@ -1843,6 +1852,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--png", metavar="PATH", help="save a bar chart (needs matplotlib)")
     p.add_argument("--json", metavar="PATH", help="save the raw numbers")
+    bench_sparse.add_arguments(p)
     return p
 
 
@@ -1863,6 +1873,8 @@ def run(args: argparse.Namespace, command: list[str]) -> Report:
     rep = Report(command=command)
     load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     workloads = ["fashion", "digits"] if args.workload == "both" else [args.workload]
+    if args.sparse_only:
+        workloads = []
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
     has_est, why_est = estimator_available()
     if not has_est:
@@ -1927,6 +1939,8 @@ def run(args: argparse.Namespace, command: list[str]) -> Report:
                         "rows": matmul_comparison(problem, args.repeats),
                     }
                 del runners
+        if args.sparse or args.sparse_only:
+            rep.sparse = bench_sparse.section_from_args(args)
         rep.environment = environment()
     rep.environment["loadavg_start"] = load_start
     cores = os.cpu_count() or 1
@@ -1938,8 +1952,11 @@ def run(args: argparse.Namespace, command: list[str]) -> Report:
         )
     if args.startup:
         rep.startup = startup_times()
-    rep.threads = threaded_predict(calls=1000)
-    rep.targets = evaluate_targets(rep, compare_threads)
+    if not args.sparse_only:
+        rep.threads = threaded_predict(calls=1000)
+        rep.targets = evaluate_targets(rep, compare_threads)
+    if rep.sparse:
+        rep.targets += bench_sparse.targets(rep.sparse)
     return rep
 
 

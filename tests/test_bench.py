@@ -344,3 +344,154 @@ def test_issue_13_targets():
     )]
     assert got == [("pass", "1.20x"), ("MISS", "1.67x"), ("pass", "3.00x"), ("MISS", "1.17x"),
                    ("pass", "9.00x"), ("MISS", "0.67x")]
+
+
+# ------------------------------------------------------------ sparse input (issue 10)
+def test_sparse_section_end_to_end(tmp_path, capsys):
+    # a tiny Zipf set through the report's main: each model in its own process,
+    # the kernel rows, the targets from the figures, the JSON
+    import statistics
+
+    from fastmlp import bench_sparse
+
+    out = tmp_path / "sparse.json"
+    models = ["mlp-adam", "exact-adam", "lazy-adam", "torch-adam"]
+    args = ["--sparse-only", "--sparse-rows", "600", "--sparse-features", "2000",
+            "--sparse-nnz", "20", "--sparse-epochs", "1", "--sparse-datasets", "zipf",
+            "--sparse-models", *models, "--repeats", "1", "--json", str(out)]
+    assert bench.main(args) == 0
+    text = capsys.readouterr().out
+    assert "Sparse input (issue 10)" in text and "Targets (issues 4, 10, 11, 12 and 13)" in text
+    assert "Epochs (D -> 100 ReLU" not in text  # --sparse-only: no dense epochs
+    for name in bench_sparse.DATASETS:  # every sparse target is named, run or not
+        for goal in bench_sparse._goals(name).values():
+            assert goal in text
+    sec = json.loads(out.read_text())["sparse"]
+    zipf = sec["datasets"]["zipf"]
+    assert (zipf["train_rows"], zipf["test_rows"], zipf["features"]) == (480, 120, 2000)
+    figs = zipf["models"]
+    for key in ("mlp-adam", "exact-adam", "lazy-adam"):
+        r = figs[key]
+        assert r["epoch_s"] == statistics.median(r["epoch_samples_s"]) > 0
+        assert 0 <= r["accuracy"] <= 1 and r["predict_rows"] == 120
+        assert r["peak_rss_kb"] >= r["fit_rss_kb"] >= r["import_rss_kb"] >= r["data_rss_kb"] > 0
+    if "skipped" in figs["torch-adam"]:
+        assert "not installed" in figs["torch-adam"]["skipped"] and "not installed" in text
+    # the targets' figures are this run's ratios
+    targets = {t["goal"]: t for t in json.loads(out.read_text())["targets"]}
+    goals = bench_sparse._goals("zipf")
+    ratio = figs["mlp-adam"]["epoch_s"] / figs["exact-adam"]["epoch_s"]
+    assert targets[goals["exact-adam"]]["measured"] == f"{ratio:.1f}x"
+    gap = 100 * abs(figs["lazy-adam"]["accuracy"] - figs["exact-adam"]["accuracy"])
+    assert targets[goals["acc-adam"]]["measured"] == f"{gap:.2f} points"
+    assert targets[goals["exact-sgd"]]["status"] == "n/a"  # not among the models run
+    assert targets[bench_sparse._goals("man")["memory"]]["note"] == "not run"
+    kernels = {k["kernel"]: k for k in zipf["kernels"]}
+    assert set(kernels) == {"X W1", "Xᵀ dH1"}
+    assert all(k["fastmlp_s"] > 0 and k["scipy_s"] > 0 and k["max_abs_diff"] < 1e-4
+               for k in kernels.values())
+    assert 0 < kernels["Xᵀ dH1"]["grouping_s"]
+
+
+def _sparse_figures(epoch, accuracy, peak, proba):
+    return {"epoch_s": epoch, "epoch_samples_s": [epoch], "first_epoch_s": 2 * epoch,
+            "accuracy": accuracy, "peak_rss_kb": peak, "fit_rss_kb": peak - 10_240,
+            "import_rss_kb": peak - 51_200, "data_rss_kb": 102_400, "predict_proba_s": proba,
+            "predict_rows": 10_000, "epochs": 3, "blas": ["openblas SkylakeX, 1 threads"]}
+
+
+def _sparse_section():
+    f = _sparse_figures
+    models = {
+        "mlp-adam": f(30.0, 0.760, 700_000, 0.050), "mlp-sgd": f(25.0, 0.530, 650_000, 0.050),
+        "exact-adam": f(1.5, 0.760, 560_000, 0.025), "exact-sgd": f(0.5, 0.500, 480_000, 0.020),
+        "lazy-adam": f(0.75, 0.772, 560_000, 0.025), "lazy-sgd": f(0.4, 0.500, 720_000, 0.010),
+        "torch-adam": {"skipped": "PyTorch is not installed"},
+    }
+    kernels = [
+        {"kernel": "X W1", "fastmlp": "k", "fastmlp_s": 0.1, "scipy_s": 0.2,
+         "max_abs_diff": 1e-7, "on": "200 batches"},
+        {"kernel": "Xᵀ dH1", "fastmlp": "k", "fastmlp_s": 0.15, "scipy_s": 0.3,
+         "max_abs_diff": 1e-7, "on": "200 batches", "grouping_s": 0.05},
+    ]
+    zipf = {"description": "Zipf", "train_rows": 40_000, "test_rows": 10_000,
+            "features": 100_000, "nnz_per_row": 36.5, "majority_accuracy": 0.05,
+            "models": models, "kernels": kernels}
+    settings = {"rows": 50_000, "features": 100_000, "nnz": 50, "timed_epochs": 2,
+                "hidden": 100, "batch": 200, "alpha": 1e-4,
+                "learning_rates": {"adam": 0.001, "sgd": 0.05}, "momentum": 0.9,
+                "threads": None, "models": list(models)}
+    return {"settings": settings, "torch": "PyTorch is not installed",
+            "loadavg_start": [1.0, 1.0, 1.0], "loadavg_end": [1.5, 1.0, 1.0],
+            "datasets": {"zipf": zipf, "man": {"skipped": "only 3 usable man pages"}}}
+
+
+def test_sparse_targets_are_the_ratios_of_the_figures():
+    from fastmlp import bench_sparse
+
+    sec = _sparse_section()
+    g = bench_sparse._goals("zipf")
+
+    def got():
+        t = {x.goal: x for x in bench_sparse.targets(sec)}
+        return {k: (t[v].status, t[v].measured) for k, v in g.items()}
+
+    assert got() == {
+        "exact-adam": ("pass", "20.0x"), "exact-sgd": ("pass", "50.0x"),
+        "lazy-adam": ("MISS", "40.0x"), "lazy-sgd": ("pass", "62.5x"),
+        "acc-adam": ("MISS", "1.20 points"), "acc-sgd": ("pass", "0.00 points"),
+        "memory": ("MISS", "1.11x"),  # lazy sgd's 720 MB against 650 MB, the largest ratio
+        "proba": ("MISS", "2.0x"),  # the adam rows' 0.025 s against 0.050 s, the smallest
+    }
+    # change a figure and the targets follow it
+    sec["datasets"]["zipf"]["models"]["mlp-adam"]["epoch_s"] = 60.0
+    sec["datasets"]["zipf"]["models"]["lazy-sgd"]["peak_rss_kb"] = 600_000
+    now = got()
+    assert now["lazy-adam"] == ("pass", "80.0x") and now["exact-adam"] == ("pass", "40.0x")
+    assert now["memory"] == ("pass", "0.92x")  # lazy sgd's 600 MB against 650 MB
+    man = [t for t in bench_sparse.targets(sec) if t.goal.startswith("issue 10, man")]
+    assert len(man) == 8 and all(t.status == "n/a" for t in man)
+    assert all(t.note == "skipped: only 3 usable man pages" for t in man)
+
+
+def test_sparse_report_prints_the_section_and_why_targets_missed():
+    from fastmlp import bench_sparse
+
+    rep = bench.Report(command=["test"])
+    rep.sparse = _sparse_section()
+    rep.targets = bench_sparse.targets(rep.sparse)
+    text = bench.format_report(rep)
+    assert "PyTorch rows: none, PyTorch is not installed" in text
+    assert "man: skipped: only 3 usable man pages" in text
+    row = next(line for line in text.splitlines() if line.startswith("fastmlp adam lazy"))
+    assert "40.0x" in row and "0.7720" in row
+    missed = [t.goal for t in rep.targets if t.status == "MISS"]
+    why = text.split("what was tried:")[1].strip().splitlines()
+    assert len(why) == len(missed) == 4
+    for line, goal in zip(why, missed, strict=True):
+        assert line.startswith(f"- {goal}: ") and len(line) > len(goal) + 80
+    lazy = next(line for line in why if "lazy adam epoch" in line)
+    assert "under 0.600 s" in lazy and "0.250 s an epoch, 33% of it" in lazy
+
+
+def test_man_pages_skip_with_their_reason(tmp_path):
+    import gzip
+
+    from fastmlp import bench_sparse
+
+    (tmp_path / "man1").mkdir()
+    page = ('.TH LS 1\n.SH NAME\nls \\- list directory contents\n.SH DESCRIPTION\n'
+            + "List information about the FILEs, the current directory by default. " * 3)
+    with gzip.open(tmp_path / "man1" / "ls.1.gz", "wt") as f:
+        f.write(page)
+    with gzip.open(tmp_path / "man1" / "dir.1.gz", "wt") as f:
+        f.write(".so man1/ls.1\n")  # a redirection: not a page of its own
+    texts, labels = bench_sparse.man_pages(tmp_path)
+    assert len(texts) == 1 and list(labels) == [1]
+    assert "LS 1" not in texts[0] and "list directory contents" in texts[0]
+    sec = bench_sparse.run_section(datasets=["man"], man_root=tmp_path, log=lambda m: None)
+    why = sec["datasets"]["man"]["skipped"]
+    assert "only 1 usable man pages" in why and "fewer than 100" in why
+    assert f"man: skipped: {why}" in bench_sparse.format_section(sec)
+    man = [t for t in bench_sparse.targets(sec) if t.goal.startswith("issue 10, man")]
+    assert {t.status for t in man} == {"n/a"} and {t.note for t in man} == {f"skipped: {why}"}
