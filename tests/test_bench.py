@@ -375,6 +375,7 @@ def test_sparse_section_end_to_end(tmp_path, capsys):
         assert r["epoch_s"] == statistics.median(r["epoch_samples_s"]) > 0
         assert 0 <= r["accuracy"] <= 1 and r["predict_rows"] == 120
         assert r["peak_rss_kb"] >= r["fit_rss_kb"] >= r["import_rss_kb"] >= r["data_rss_kb"] > 0
+    assert set(zipf["warm_s"]) == {"exact-adam", "lazy-adam"}  # compiled before, not measured
     if "skipped" in figs["torch-adam"]:
         assert "not installed" in figs["torch-adam"]["skipped"] and "not installed" in text
     # the targets' figures are this run's ratios
