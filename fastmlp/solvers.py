@@ -576,6 +576,56 @@ def _all_finite(X):
     return not bad
 
 
+@jit
+def _output_block(Z, output, argmax, labels):
+    """Apply the output layer to one block of logits ``Z`` (m, C): labels, or ``P`` in ``Z``.
+
+    With ``argmax``, ``labels[i]`` (m,) becomes the index of row ``i``'s largest
+    logit and ``Z`` is left as it is: softmax and sigmoid are increasing, so the
+    largest logit is the largest probability and labels need no exp. Otherwise
+    ``Z`` is overwritten with the output activation: softmax (each row's
+    maximum subtracted first, so no exp overflows), the logistic sigmoid (the
+    branch on the sign keeps ``exp`` of a non-positive number only), ``exp``
+    (the Poisson mean), or left as it is (identity). Shared by the dense and the
+    sparse predictions (:func:`_forward_proba`, ``solvers_sparse._forward_proba_sparse``).
+    """
+    m, C = Z.shape
+    if argmax:
+        for i in range(m):
+            best = 0
+            for c in range(1, C):
+                if Z[i, c] > Z[i, best]:
+                    best = c
+            labels[i] = best
+    elif output == SOFTMAX:
+        for i in range(m):
+            mx = Z[i, 0]
+            for c in range(1, C):
+                mx = max(mx, Z[i, c])
+            s = Z.dtype.type(0)
+            for c in range(C):
+                e = np.exp(Z[i, c] - mx)
+                Z[i, c] = e
+                s += e
+            for c in range(C):
+                Z[i, c] /= s
+    elif output == LOGISTIC_OUTPUT:
+        one = Z.dtype.type(1)
+        for i in range(m):
+            for c in range(C):
+                z = Z[i, c]
+                if z >= 0:
+                    Z[i, c] = one / (one + np.exp(-z))
+                else:
+                    e = np.exp(z)
+                    Z[i, c] = e / (one + e)
+    elif output == EXP_OUTPUT:  # Poisson regression: the mean is exp(Z)
+        for i in range(m):
+            for c in range(C):
+                Z[i, c] = np.exp(Z[i, c])
+    # IDENTITY_OUTPUT: the outputs Z are the predictions
+
+
 def _forward_proba(X, W1, b1, W2, b2, activation, output, block, argmax, check):
     """Return ``(P, labels)``: outputs, or with ``argmax`` each row's best index.
 
@@ -600,42 +650,7 @@ def _forward_proba(X, W1, b1, W2, b2, activation, output, block, argmax, check):
         m = stop - start
         Zm = out[:m] if argmax else out[start:stop]
         _forward(X[start:stop], W1, b1, W2, b2, activation, H1[:m], H2[:m], Zm)
-        if argmax:
-            # softmax and sigmoid are increasing: the largest logit is the
-            # largest probability, so labels need no exp
-            for i in range(m):
-                best = 0
-                for c in range(1, C):
-                    if Zm[i, c] > Zm[i, best]:
-                        best = c
-                labels[start + i] = best
-        elif output == SOFTMAX:
-            for i in range(m):
-                mx = Zm[i, 0]
-                for c in range(1, C):
-                    mx = max(mx, Zm[i, c])
-                s = Zm.dtype.type(0)
-                for c in range(C):
-                    e = np.exp(Zm[i, c] - mx)
-                    Zm[i, c] = e
-                    s += e
-                for c in range(C):
-                    Zm[i, c] /= s
-        elif output == LOGISTIC_OUTPUT:
-            one = Zm.dtype.type(1)
-            for i in range(m):
-                for c in range(C):
-                    z = Zm[i, c]
-                    if z >= 0:
-                        Zm[i, c] = one / (one + np.exp(-z))
-                    else:
-                        e = np.exp(z)
-                        Zm[i, c] = e / (one + e)
-        elif output == EXP_OUTPUT:  # Poisson regression: the mean is exp(Z)
-            for i in range(m):
-                for c in range(C):
-                    Zm[i, c] = np.exp(Zm[i, c])
-        # IDENTITY_OUTPUT: the outputs Z are the predictions
+        _output_block(Zm, output, argmax, labels[start:stop])  # labels, or P in place
     if argmax:
         return out[:0], labels
     return out, labels

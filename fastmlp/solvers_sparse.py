@@ -64,12 +64,10 @@ from ._blas import blas_threads, counts_matter
 from ._jit import specialize
 from .solvers import (
     ADAM,
-    EXP_OUTPUT,
-    LOGISTIC_OUTPUT,
     OUTPUT_CODES,
     SGD,
-    SOFTMAX,
     _l2_terms,
+    _output_block,
     _output_loss,
     _sum_squares,
     _update,
@@ -427,40 +425,7 @@ def _forward_proba_sparse(data, indices, indptr, W1, b1, W2, b2, activation, out
         Zm = out[:m] if argmax else out[start:stop]
         _forward_sparse(data, indices, indptr[start:stop + 1], in_order, W1, b1, W2, b2,
                         activation, H1[:m], H2[:m], Zm)
-        if argmax:  # softmax and sigmoid are increasing: the largest logit wins
-            for i in range(m):
-                best = 0
-                for c in range(1, C):
-                    if Zm[i, c] > Zm[i, best]:
-                        best = c
-                labels[start + i] = best
-        elif output == SOFTMAX:
-            for i in range(m):
-                mx = Zm[i, 0]
-                for c in range(1, C):
-                    mx = max(mx, Zm[i, c])
-                s = Zm.dtype.type(0)
-                for c in range(C):
-                    e = np.exp(Zm[i, c] - mx)
-                    Zm[i, c] = e
-                    s += e
-                for c in range(C):
-                    Zm[i, c] /= s
-        elif output == LOGISTIC_OUTPUT:
-            one = Zm.dtype.type(1)
-            for i in range(m):
-                for c in range(C):
-                    z = Zm[i, c]
-                    if z >= 0:
-                        Zm[i, c] = one / (one + np.exp(-z))
-                    else:
-                        e = np.exp(z)
-                        Zm[i, c] = e / (one + e)
-        elif output == EXP_OUTPUT:  # Poisson regression: the mean is exp(Z)
-            for i in range(m):
-                for c in range(C):
-                    Zm[i, c] = np.exp(Zm[i, c])
-        # IDENTITY_OUTPUT: the outputs Z are the predictions
+        _output_block(Zm, output, argmax, labels[start:stop])  # labels, or P in place
     if argmax:
         return out[:0], labels
     return out, labels
