@@ -525,6 +525,45 @@ def test_group_by_feature_sorts_a_batch_holding_few_features():
     assert ent_row.tolist() == [1, 0, 1, 0, 0] and ent_val.tolist() == [5, 2, 4, 1, 3]
 
 
+@pytest.mark.parametrize("D", [17, 600, 5000, 100_000, 3_000_000])
+@pytest.mark.parametrize("count", [0, 1, 2, 32, 33, 1000])
+def test_sort_features_sorts_distinct_keys_with_any_digit_width(D, count):
+    rng = np.random.default_rng(D + count)
+    count = min(count, D // 16)  # group_by_feature sorts only below 1/16 of the features
+    keys = rng.choice(D, size=count, replace=False).astype(np.int64)
+    if count > 2:
+        keys[:3] = [D - 1, 0, D // 2] if D > 2 else keys[:3]  # the extremes
+        keys = np.unique(keys)
+        rng.shuffle(keys)
+        count = keys.size
+    want = np.sort(keys)
+    buf = np.concatenate([keys, np.full(3, -7, np.int64)])  # entries past count untouched
+    scratch = np.full(count + 1, -9, np.int64)
+    hist = np.full(D, -5, np.int64)
+    KS._sort_features(buf, count, scratch, hist)
+    assert_array_equal(buf[:count], want)
+    assert_array_equal(buf[count:], [-7, -7, -7])
+
+
+def test_group_by_feature_sorts_a_large_batch_of_few_features():
+    # more than 32 distinct features, under 1/16 of D: the radix sort, runs of rows
+    # whose new features arrive in increasing order (as the rows of a CSR give them)
+    rng = np.random.default_rng(4)
+    D, n = 50_000, 40
+    A = sp.random(n, D, density=0.001, format="csr", random_state=rng)
+    A.sum_duplicates()
+    data, indices, indptr = A.data, A.indices.astype(np.int32), A.indptr.astype(np.int32)
+    rows = rng.permutation(n).astype(np.int64)
+    count, touched, start, ent_row, ent_val = _groups(data, indices, indptr, rows, D)
+    features = np.unique(A[rows].indices)
+    assert 32 < count < D // 16
+    assert_array_equal(touched[:count], features)
+    sub = A[rows].tocsc()  # entries of each feature in batch-row order
+    assert_array_equal(start[: count + 1], sub.indptr[np.r_[features, features[-1] + 1]])
+    assert_array_equal(ent_row, sub.indices)
+    assert_array_equal(ent_val, sub.data)
+
+
 @pytest.mark.parametrize("twin", list(TWINS))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", list(AWKWARD))
