@@ -680,8 +680,19 @@ def missed_reasons(sec: dict | None) -> dict:
                 "(4cfd89b)")
         acc = ("lazy SGD equals exact SGD by its closed-form catch-up (tested), so a gap there "
                "is a bug; lazy Adam is LazyAdam (untouched rows' moments not decayed, their L2 "
-               "applied on their next touch), an approximation with no closed form")
-        out[g["acc-adam"]] = out[g["acc-sgd"]] = acc
+               "applied on their next touch), an approximation with no closed form, a "
+               "different model rather than a rounding of the exact one")
+        for solver in ("adam", "sgd"):
+            lazy, exact = m.get(f"lazy-{solver}", {}), m.get(f"exact-{solver}", {})
+            base = m.get(BASELINE[solver], {})
+            side = ""
+            if "accuracy" in lazy and "accuracy" in exact:
+                above = "above" if lazy["accuracy"] > exact["accuracy"] else "below"
+                side = (f"; here lazy scored {above} exact ({lazy['accuracy']:.4f} against "
+                        f"{exact['accuracy']:.4f}"
+                        + (f", MLPClassifier {base['accuracy']:.4f}" if "accuracy" in base else "")
+                        + f" after {lazy['epochs']} epochs)")
+            out[g[f"acc-{solver}"]] = acc + side
         rs = {key: ratios(ds, key) for key in FAST_KEYS}
         rs = {key: v for key, v in rs.items() if v}
         if rs:
