@@ -388,10 +388,10 @@ def test_sparse_section_end_to_end(tmp_path, capsys):
     assert targets[goals["exact-sgd"]]["status"] == "n/a"  # not among the models run
     assert targets[bench_sparse._goals("man")["memory"]]["note"] == "not run"
     kernels = {k["kernel"]: k for k in zipf["kernels"]}
-    assert set(kernels) == {"X W1", "Xᵀ dH1"}
+    assert set(kernels) == {"grouping", "X W1", "X W1 row-wise", "Xᵀ dH1"}
+    assert kernels.pop("grouping")["fastmlp_s"] > 0
     assert all(k["fastmlp_s"] > 0 and k["scipy_s"] > 0 and k["max_abs_diff"] < 1e-4
                for k in kernels.values())
-    assert 0 < kernels["Xᵀ dH1"]["grouping_s"]
 
 
 def _sparse_figures(epoch, accuracy, peak, proba):
@@ -410,10 +410,12 @@ def _sparse_section():
         "torch-adam": {"skipped": "PyTorch is not installed"},
     }
     kernels = [
+        {"kernel": "grouping", "fastmlp": "k", "fastmlp_s": 0.05, "scipy_s": None,
+         "max_abs_diff": None, "on": "200 batches"},
         {"kernel": "X W1", "fastmlp": "k", "fastmlp_s": 0.1, "scipy_s": 0.2,
          "max_abs_diff": 1e-7, "on": "200 batches"},
-        {"kernel": "Xᵀ dH1", "fastmlp": "k", "fastmlp_s": 0.15, "scipy_s": 0.3,
-         "max_abs_diff": 1e-7, "on": "200 batches", "grouping_s": 0.05},
+        {"kernel": "Xᵀ dH1", "fastmlp": "k", "fastmlp_s": 0.1, "scipy_s": 0.3,
+         "max_abs_diff": 1e-7, "on": "200 batches"},
     ]
     zipf = {"description": "Zipf", "train_rows": 40_000, "test_rows": 10_000,
             "features": 100_000, "nnz_per_row": 36.5, "majority_accuracy": 0.05,
