@@ -66,11 +66,25 @@ def _sparse_linear_forward(data, indices, indptr, rows, W, b, out):
         else:
             for j in range(H):
                 o[j] = 0
-        for k in range(indptr[i], indptr[i + 1]):
+        k = indptr[i]
+        end = indptr[i + 1]
+        # four entries a pass: the row of out is loaded and stored once per four rows
+        # of W, each element still summed in entry order, so the sums are those of
+        # one entry a pass bit for bit (10,000 Zipf rows in blocks of 1024: 8.0 ms ->
+        # 5.4 ms; 10,000 man pages 26.5 -> 17.5 ms)
+        while k + 4 <= end:
+            a0, a1, a2, a3 = data[k], data[k + 1], data[k + 2], data[k + 3]
+            w0, w1 = W[indices[k]], W[indices[k + 1]]
+            w2, w3 = W[indices[k + 2]], W[indices[k + 3]]
+            for j in range(H):
+                o[j] = (((o[j] + a0 * w0[j]) + a1 * w1[j]) + a2 * w2[j]) + a3 * w3[j]
+            k += 4
+        while k < end:
             a = data[k]
             w = W[indices[k]]
             for j in range(H):
                 o[j] += a * w[j]  # (H,) row of out
+            k += 1
 
 
 sparse_linear_forward_serial, sparse_linear_forward = serial_and_parallel(_sparse_linear_forward)
@@ -544,15 +558,25 @@ def _grad_row(t, start, ent_row, ent_val, G, o):
     """o = sum of x G[r] over the entries of group ``t``: row ``touched[t]`` of Xᵀ G."""
     H = o.shape[0]
     lo = start[t]
+    end = start[t + 1]
     a = ent_val[lo]
     g = G[ent_row[lo]]
     for h in range(H):
         o[h] = a * g[h]
-    for e in range(lo + 1, start[t + 1]):
+    e = lo + 1
+    while e + 4 <= end:  # four entries a pass, in order (as in sparse_linear_forward)
+        a0, a1, a2, a3 = ent_val[e], ent_val[e + 1], ent_val[e + 2], ent_val[e + 3]
+        g0, g1 = G[ent_row[e]], G[ent_row[e + 1]]
+        g2, g3 = G[ent_row[e + 2]], G[ent_row[e + 3]]
+        for h in range(H):
+            o[h] = (((o[h] + a0 * g0[h]) + a1 * g1[h]) + a2 * g2[h]) + a3 * g3[h]
+        e += 4
+    while e < end:
         a = ent_val[e]
         g = G[ent_row[e]]
         for h in range(H):
             o[h] = o[h] + a * g[h]
+        e += 1
 
 
 def _sparse_weight_grad_grouped(touched, count, start, ent_row, ent_val, G, out):

@@ -60,7 +60,18 @@ def _awkward():
         "one-feature": _from_dense(B),
         "one-row": _from_dense(rng.normal(size=(1, 8)) * (rng.random((1, 8)) < 0.5)),
         "no-nonzeros": _raw([], [], [0, 0, 0, 0], (3, 4)),
+        # rows of 0 to 13 entries: every remainder of the four-entries-a-pass loops
+        "long-rows": _from_dense(_long_rows(rng)),
     }
+
+
+def _long_rows(rng):
+    A = np.zeros((14, 40))
+    for i in range(14):
+        A[i, rng.choice(40, size=i, replace=False)] = rng.normal(size=i)
+    A[:, 7] = rng.normal(size=14)  # one feature in every row: a long group
+    A[0, 7] = 0
+    return A
 
 
 AWKWARD = _awkward()
