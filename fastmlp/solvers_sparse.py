@@ -195,26 +195,6 @@ def _forward_sparse(data, indices, indptr, rows, W1, b1, W2, b2, activation, H1,
     K.linear_forward_blas(H2, W2, b2, Z)  # (m, C)
 
 
-def _forward_grouped(touched, count, gb, W1, b1, W2, b2, activation, chunks, H1, H2, Z):
-    """:func:`_forward_sparse` for a batch whose entries are grouped by feature.
-
-    ``H1`` from the groups (:func:`KS.sparse_linear_forward_grouped`): each
-    touched row of ``W1`` is read once, not once per entry (Zipf train set, 80
-    batches of 200 rows: 31.8 ms -> 24.7 ms; man pages 74 -> 54 ms), with the
-    same sums in the same order on a canonical CSR.
-    """
-    start, ent_row, ent_val = gb[1], gb[2], gb[3]
-    if PARALLEL:
-        KS.sparse_linear_forward_grouped(touched, count, start, ent_row, ent_val, W1, b1,
-                                         chunks, H1)  # (m, H)
-        K.activation_forward(H1, activation, H2)
-    else:
-        KS.sparse_linear_forward_grouped_serial(touched, count, start, ent_row, ent_val, W1,
-                                                b1, 1, H1)
-        K.activation_forward_serial(H1, activation, H2)
-    K.linear_forward_blas(H2, W2, b2, Z)  # (m, C)
-
-
 def _loss_and_grads_sparse(
     data, indices, indptr, rows, Y, sw, scale, W1, b1, W2, b2, alpha, activation, output, ws,
     count, fold_l2, dense_grad, chunks, gb,
@@ -223,12 +203,10 @@ def _loss_and_grads_sparse(
 
     The batch is CSR rows ``rows`` (length 0: the CSR's rows in order); ``Y``
     and ``sw`` are its rows already. With ``dense_grad`` the whole ``gW1 =
-    Xᵀ dH1 + reg W1`` is written (full batch, L-BFGS); otherwise the caller has
-    grouped the batch's entries by feature (:func:`KS.group_by_feature`,
-    ``touched[:count]`` and buffers ``gb``), the forward product reads them
-    (:func:`_forward_grouped`), and, on the lazy
+    Xᵀ dH1 + reg W1`` is written (full batch, L-BFGS); otherwise, on the lazy
     path, only the rows ``touched[:count]`` of ``gW1``, without ``reg W1``
-    (which the update folds in), from the groups, when the update runs in
+    (which the update folds in), from the entries the caller grouped by feature
+    (:func:`KS.group_by_feature`, buffers ``gb``), when the update runs in
     threads; on the serial paths ``gW1`` is not written at all: the fused
     updates build each row of it from ``dH1`` just before its step
     (:func:`KS.sgd_update_exact`, :func:`KS.sgd_update_touched`). ``fold_l2`` as in
@@ -242,10 +220,7 @@ def _loss_and_grads_sparse(
     Z = Za[:m]
     dZ = dZa[:m]
     dH1 = dH1a[:m]
-    if dense_grad:  # (full batch: not grouped)
-        _forward_sparse(data, indices, indptr, rows, W1, b1, W2, b2, activation, H1, H2, Z)
-    else:
-        _forward_grouped(touched, count, gb, W1, b1, W2, b2, activation, chunks, H1, H2, Z)
+    _forward_sparse(data, indices, indptr, rows, W1, b1, W2, b2, activation, H1, H2, Z)
     # The loss kernels overwrite Z with P; serial, as in the dense epoch. Every
     # output code of the dense solvers (softmax, logistic, identity, exp).
     loss = _output_loss(Z, Y, sw, scale, output, dZ)
@@ -674,8 +649,8 @@ def forward_proba_sparse(
 # ------------------------------------------------------------ the compiled paths
 _PATHS = {
     (parallel, lazy): specialize(
-        (_forward_sparse, _forward_grouped, _loss_and_grads_sparse, _sgd_map, _lazy_sgd_maps,
-         _epoch_sparse, _forward_proba_sparse),
+        (_forward_sparse, _loss_and_grads_sparse, _sgd_map, _lazy_sgd_maps, _epoch_sparse,
+         _forward_proba_sparse),
         suffix="_sparse" + ("_parallel" if parallel else "_serial") + ("_lazy" if lazy else ""),
         PARALLEL=parallel,
         LAZY=lazy,
