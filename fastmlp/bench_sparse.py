@@ -18,14 +18,13 @@ to ``MLPClassifier`` with the same solver on the same CSR in the same run:
   default), ``MLPClassifier`` in float64 (it trains in X's dtype, float64
   here), PyTorch (when it imports) in float32 with ``torch.sparse.mm`` on a CSR
   tensor per batch and ``torch.optim.Adam``/``SGD``.
-- **kernels** (:func:`kernel_rows`): the serial epoch groups a batch's entries
-  by feature (:func:`fastmlp.kernels_sparse.group_by_feature`, a row of its
-  own), then computes ``X W1`` from the groups
-  (:func:`fastmlp.kernels_sparse.sparse_linear_forward_grouped_serial`) and
-  ``Xᵀ dH1`` likewise (:func:`fastmlp.kernels_sparse.sparse_weight_grad_grouped_serial`;
-  the serial updates build the same rows inside the step); ``predict_proba``
-  runs the row-wise ``X W1``
-  (:func:`fastmlp.kernels_sparse.sparse_linear_forward_serial`). Each against
+- **kernels** (:func:`kernel_rows`): what the serial epoch calls: ``X W1``
+  (:func:`fastmlp.kernels_sparse.sparse_linear_forward_serial`, which
+  ``predict_proba`` runs too), the batch's entries grouped by feature
+  (:func:`fastmlp.kernels_sparse.group_by_feature`, a row of its own) and
+  ``Xᵀ dH1`` from the groups
+  (:func:`fastmlp.kernels_sparse.sparse_weight_grad_grouped_serial`; the serial
+  updates build the same rows inside the step). Each against
   scipy's ``X[rows] @ W1`` and ``X[rows].T @ dH1`` on the same float32 CSR, over
   the 200-row batches of one shuffled epoch; the results are checked equal on
   the first batch.
@@ -434,10 +433,10 @@ def kernel_rows(X, repeats=3, seed=0) -> list[dict]:
 
     Both sides compute the products of the 200-row batches of one shuffled epoch
     of ``X`` (scipy on the batches gathered beforehand); medians of ``repeats``
-    epochs. fastmlp's rows are the kernels the serial epoch calls: a batch's
-    entries grouped by feature once (``group_by_feature``, a row of its own), then
-    ``X W1`` and ``Xᵀ dH1`` from the groups (each timed with the groups made
-    beforehand); and the row-wise ``X W1`` that ``predict_proba`` runs.
+    epochs. fastmlp's rows are the kernels the serial epoch calls: the row-wise
+    ``X W1`` (``predict_proba``'s too), a batch's entries grouped by feature
+    (``group_by_feature``, a row of its own), and ``Xᵀ dH1`` from the groups
+    (timed with the groups made beforehand).
     """
     from . import _sparse
     from . import kernels_sparse as KS
@@ -475,10 +474,6 @@ def kernel_rows(X, repeats=3, seed=0) -> list[dict]:
             group(rows)
 
     def forward_fast():
-        for t, count, st, er, ev, m in groups:
-            KS.sparse_linear_forward_grouped_serial(t, count, st, er, ev, W1, no_bias, 1, H1[:m])
-
-    def rowwise_fast():
         for rows in batches:
             KS.sparse_linear_forward_serial(data, indices, indptr, rows, W1, no_bias,
                                             H1[: rows.size])
@@ -498,10 +493,8 @@ def kernel_rows(X, repeats=3, seed=0) -> list[dict]:
     # the same numbers as scipy's on the first batch, before anything is timed
     Xb, (t, count, st, er, ev, m) = blocks[0], groups[0]
     ref = Xb @ W1
-    KS.sparse_linear_forward_grouped_serial(t, count, st, er, ev, W1, no_bias, 1, H1[:m])
-    fwd_diff = float(np.abs(H1[:m] - ref).max())
     KS.sparse_linear_forward_serial(data, indices, indptr, batches[0], W1, no_bias, H1[:m])
-    row_diff = float(np.abs(H1[:m] - ref).max())
+    fwd_diff = float(np.abs(H1[:m] - ref).max())
     KS.sparse_weight_grad_grouped_serial(t, count, st, er, ev, G[:m], dW1)
     grad_diff = float(np.abs(dW1[t] - (Xb.T @ G[:m])[t]).max())
     what = f"{len(batches)} batches of {BATCH} of {n} x {D}, H={HIDDEN}, float32"
@@ -511,9 +504,7 @@ def kernel_rows(X, repeats=3, seed=0) -> list[dict]:
             "max_abs_diff": None, "on": what}]
     for kernel, fast, scipy_fn, diff, names in (
         ("X W1", forward_fast, forward_scipy, fwd_diff,
-         "sparse_linear_forward_grouped_serial (the epoch's)"),
-        ("X W1 row-wise", rowwise_fast, forward_scipy, row_diff,
-         "sparse_linear_forward_serial (predict_proba's)"),
+         "sparse_linear_forward_serial (the epoch's and predict_proba's)"),
         ("Xᵀ dH1", grad_fast, grad_scipy, grad_diff,
          "sparse_weight_grad_grouped_serial (touched rows only; scipy returns a dense "
          "(D, H))"),
