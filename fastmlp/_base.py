@@ -941,7 +941,8 @@ class BaseTwoLayer(BaseEstimator):
         if sp.issparse(X):
             # the width and feature names first, then every raw array (no dense copy)
             validate_data(self, X, reset=False, skip_check_array=True)
-            Xs = _sparse.CSRArrays.of(X, dt)
+            # validated, not sorted: the forward product takes a row's entries in any order
+            Xs = _sparse.CSRArrays.of(X, dt, canonical=False)
             if Xs.shape[0] < 1:
                 raise ValueError(
                     f"Found array with 0 sample(s) (shape={Xs.shape}) while a minimum of 1 "

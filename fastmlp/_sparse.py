@@ -165,7 +165,7 @@ def _to_csr(X, name):
     return csr
 
 
-def check_csr(X, dtype, *, name="X"):
+def check_csr(X, dtype, *, name="X", canonical=True):
     """Return ``(data, indices, indptr)`` of a canonical CSR of ``X``, validated.
 
     Parameters
@@ -177,13 +177,23 @@ def check_csr(X, dtype, *, name="X"):
         The working dtype of ``data`` (float32 or float64).
     name : str, default="X"
         The name used in error messages.
+    canonical : bool, default=True
+        Sort each row's indices and sum its duplicates (on a copy) when they are
+        not already. With False a CSR keeps its stored order and duplicates,
+        validated all the same: enough for the forward product, which sums a
+        row's entries in any order (duplicates add, as ``X.toarray()`` sums
+        them), and it saves prediction the sort (3,944 TF-IDF rows of the man
+        pages, 644,000 entries, unsorted as ``TfidfVectorizer`` leaves them:
+        25 ms, most of a ``predict_proba``).
 
     Returns
     -------
     data : ndarray of shape (nnz,)
-        The stored values in ``dtype``, duplicates summed (explicit zeros kept).
+        The stored values in ``dtype``, duplicates summed (explicit zeros kept;
+        with ``canonical=False``, duplicates kept).
     indices : ndarray of shape (nnz,)
-        Column indices, sorted within each row, int32 or int64 (as ``indptr``).
+        Column indices, sorted within each row (with ``canonical=False``, as
+        stored), int32 or int64 (as ``indptr``).
     indptr : ndarray of shape (n_samples + 1,)
         Row ``i``'s entries are ``data[indptr[i]:indptr[i + 1]]``.
 
@@ -203,7 +213,7 @@ def check_csr(X, dtype, *, name="X"):
     csr = _to_csr(X, name)
     data, indices, indptr = csr.data, csr.indices, csr.indptr
     idx_dtype = _index_dtype(indices, indptr)
-    if not _is_canonical(indices, indptr):
+    if canonical and not _is_canonical(indices, indptr):
         # Canonicalise a private copy (validated above, so scipy's routines are
         # safe on it); sum duplicates in at least the input's precision.
         acc = np.promote_types(data.dtype, dtype) if data.dtype.kind == "f" else (
@@ -243,9 +253,9 @@ class CSRArrays:
         self.shape = (int(shape[0]), int(shape[1]))
 
     @classmethod
-    def of(cls, X, dtype, *, name="X"):
+    def of(cls, X, dtype, *, name="X", canonical=True):
         """Validate ``X`` (any scipy sparse format) with :func:`check_csr`; wrap its arrays."""
-        return cls(*check_csr(X, dtype, name=name), X.shape)
+        return cls(*check_csr(X, dtype, name=name, canonical=canonical), X.shape)
 
     @property
     def dtype(self):

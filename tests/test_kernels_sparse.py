@@ -401,6 +401,26 @@ def test_check_csr_integer_and_boolean_values(values):
     assert_array_equal(_canonical_dense(data, indices, indptr, X.shape), X.toarray())
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_check_csr_not_canonical_keeps_order_and_duplicates(dtype):
+    data, indices, indptr, dense = case("unsorted-duplicates-zeros", np.float64)
+    X = sp.csr_matrix((data, indices, indptr), shape=dense.shape)
+    d, i, p = _sparse.check_csr(X, dtype, canonical=False)
+    assert d.dtype == dtype and i.dtype == p.dtype == np.int32
+    assert_array_equal(i, indices)  # as stored: unsorted, duplicates kept
+    assert_array_equal(p, indptr)
+    assert_array_equal(d, data.astype(dtype))
+    H = 6
+    W, b = weights(dense.shape[1], H, dtype)
+    out = np.full((dense.shape[0], H), np.nan, dtype)
+    KS.sparse_linear_forward_serial(d, i, p, p[:0].astype(np.int64), W, b, out)
+    assert_close(out, dense.astype(dtype) @ W + b, dtype)  # the product needs no canonical form
+    # the caller's arrays themselves when already in the working dtype
+    Y = sp.csr_matrix((data.astype(dtype), indices, indptr), shape=dense.shape)
+    d, i, p = _sparse.check_csr(Y, dtype, canonical=False)
+    assert d is Y.data and i is Y.indices and p is Y.indptr
+
+
 def test_check_csr_makes_no_dense_copy():
     # 2,000 x 1,000,000: a dense float64 copy would be 16 GB
     X = sp.random(2000, 10**6, density=1e-5, format="csc", random_state=2)
@@ -454,6 +474,8 @@ def test_check_csr_refuses_a_malformed_matrix(what):
     X = _tampered(what)
     with pytest.raises(ValueError, match="X"):
         _sparse.check_csr(X, np.float32)
+    with pytest.raises(ValueError, match="X"):  # validated even when not canonicalised
+        _sparse.check_csr(X, np.float32, canonical=False)
     if what == "too-large-for-float32":
         return  # finite in its own float64: only the cast to the working dtype overflows
     with pytest.raises(ValueError, match="X"):

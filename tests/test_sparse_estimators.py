@@ -378,6 +378,21 @@ def test_malformed_other_formats(bad, fmt):
         TwoLayerRegressor(hidden_units=3, max_iter=1).fit(X, np.ones(20))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_predict_on_a_non_canonical_csr_is_predict_on_its_canonical_form(kind, dtype):
+    # prediction validates X but does not sort it (the forward product needs no order)
+    X = _awkward_csr()
+    est = _make(kind, dtype, "adam").fit(X, _targets(X, kind))
+    Xt = _awkward_csr(n=50, seed=1)  # unsorted, duplicates, an explicit zero
+    C = Xt.copy()
+    C.sum_duplicates()
+    assert C.has_canonical_format and not Xt.has_canonical_format
+    out = est.predict_proba if kind == "classifier" else est.predict
+    np.testing.assert_allclose(out(Xt), out(C), **TOL[dtype])
+    np.testing.assert_allclose(out(Xt), out(_dense(Xt)), **TOL[dtype])
+
+
 def test_wrong_width_refused():
     X = sp.random(20, 10, density=0.3, format="csr", random_state=0)
     est = TwoLayerClassifier(hidden_units=4, max_iter=2, random_state=0).fit(X, np.arange(20) % 2)
