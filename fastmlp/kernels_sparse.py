@@ -598,59 +598,6 @@ sparse_weight_grad_grouped_serial, sparse_weight_grad_grouped = serial_and_paral
 )
 
 
-def _sparse_linear_forward_grouped(touched, count, start, ent_row, ent_val, W, b, chunks, out):
-    """out = X W + b for a batch from its entries grouped by feature, each row of W read once.
-
-    .. math:: \\mathrm{out}_{r,:} = b + \\sum_{t} x_{r, j_t} W_{j_t,:}
-
-    :func:`group_by_feature` made the groups of the batch (its ``m`` rows are
-    the rows of ``out`` (m, H)); the rows of ``out`` start at ``b`` (a length-0
-    ``b``: at zero), then each listed feature ``j = touched[t]`` reads its row
-    ``W[j]`` once and adds ``x_rj W[j]`` to the rows ``r`` of its entries.
-    :func:`sparse_linear_forward` reads a row of ``W`` once per stored entry,
-    this kernel once per distinct feature of the batch, but scatters into the
-    batch's rows of ``out`` where the row-wise kernel keeps one row in cache
-    and sums four entries a pass. Measured slower than that kernel, so neither
-    the epoch nor prediction runs it (one epoch's 80 batches of 200 rows: Zipf
-    13.1 ms row-wise, 15.5 ms here; man pages 40.6 against 43.5 ms; predicting
-    10,000 rows in blocks of 1024 costs the grouping as much again); it stays
-    for the comparison in :mod:`fastmlp.bench_sparse`. Each row of ``out``
-    receives its entries in increasing feature order, so on a canonical CSR
-    (sorted indices) the sums are :func:`sparse_linear_forward`'s, in the same
-    order. Parallel over at most ``chunks`` chunks of columns (the
-    groups of two features may share rows of ``out``).
-    """
-    m, H = out.shape
-    has_bias = b.shape[0] == H
-    nchunks, width = _column_chunks(H, chunks)
-    for c in prange(nchunks):
-        lo = c * width
-        hi = min(lo + width, H)
-        w = hi - lo
-        for r in range(m):
-            o = out[r, lo:hi]
-            if has_bias:
-                bb = b[lo:hi]
-                for j in range(w):
-                    o[j] = bb[j]
-            else:
-                for j in range(w):
-                    o[j] = 0
-        for t in range(count):
-            row = W[touched[t], lo:hi]
-            for e in range(start[t], start[t + 1]):
-                a = ent_val[e]
-                o = out[ent_row[e], lo:hi]
-                # a loop from 0 over slices, which Numba vectorises (see _scatter_add)
-                for j in range(w):
-                    o[j] = o[j] + a * row[j]
-
-
-sparse_linear_forward_grouped_serial, sparse_linear_forward_grouped = serial_and_parallel(
-    _sparse_linear_forward_grouped
-)
-
-
 
 @jit
 def _sgd_decay_flat(p, v, learning_rate, momentum, nesterov, r):

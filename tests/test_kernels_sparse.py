@@ -622,33 +622,6 @@ def test_sparse_weight_grad_grouped_is_the_scatter_bit_for_bit(name, dtype, twin
         assert_array_equal(out[others], sentinel[others], what)  # not written
 
 
-@pytest.mark.parametrize("chunks", [1, 3])
-@pytest.mark.parametrize("twin", list(TWINS))
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", list(AWKWARD))
-def test_sparse_linear_forward_grouped_matches_dense(name, dtype, twin, chunks):
-    data, indices, indptr, dense = case(name, dtype)
-    n, D = dense.shape
-    H = 37  # three column chunks of 16, the last one short
-    W, b = weights(D, H, dtype)
-    kernel = TWINS[twin]("sparse_linear_forward_grouped")
-    canonical = _sparse.check_csr(sp.csr_matrix(dense), dtype)
-    for what, rows in batches(n, dense).items():
-        count, touched, start, ent_row, ent_val = _groups(data, indices, indptr, rows, D)
-        out = np.full((rows.size, H), np.nan, dtype)
-        kernel(touched, count, start, ent_row, ent_val, W, b, chunks, out)
-        assert_close(out, dense[rows] @ W + b, dtype, what)
-        kernel(touched, count, start, ent_row, ent_val, W, b[:0], chunks, out)  # no bias
-        assert_close(out, dense[rows] @ W, dtype, what + " without bias")
-        # on a canonical CSR, the row-wise kernel's sums in its order: bit for bit
-        cd, ci, cp = canonical
-        count, touched, start, ent_row, ent_val = _groups(cd, ci, cp, rows, D)
-        kernel(touched, count, start, ent_row, ent_val, W, b, chunks, out)
-        rowwise = np.full_like(out, np.nan)
-        KS.sparse_linear_forward_serial(cd, ci, cp, rows, W, b, rowwise)
-        assert_array_equal(out, rowwise, what)
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "sgd-nesterov", "adam"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", list(AWKWARD))
