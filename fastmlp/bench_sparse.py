@@ -729,8 +729,12 @@ def missed_reasons(sec: dict | None) -> dict:
                 "ms: both are bound by gathering a random row of W1 for every nonzero "
                 f"({ds['nnz_per_row']:.0f} a document) from memory, and scipy's product is "
                 "compiled too. Done: one-thread BLAS for the small dense products of each "
-                "1024-row block (80 ms -> 9.5 ms on 10,000 Zipf rows, 4cfd89b); a faster "
-                "sparse predict_proba is being worked on in the kernels")
+                "1024-row block (80 ms -> 9.5 ms on 10,000 Zipf rows, 4cfd89b); the forward "
+                "product four entries a pass (8.0 -> 5.4 ms, db2f1bd); no sort of a row's "
+                "entries before predicting (fde6bb0). Tried: a block's entries grouped by "
+                "feature, so each row of W1 is read once (slower: the grouping alone costs "
+                "5-13 ms). Not tried: both cores, which would put a parallel region back "
+                "into prediction (issue 11)")
     return out
 
 
