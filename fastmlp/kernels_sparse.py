@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from . import kernels as K
 from ._jit import jit, serial_and_parallel
 
 # Columns of a gradient row handled by one thread in the column-parallel
@@ -92,6 +93,25 @@ sparse_linear_forward_serial, sparse_linear_forward = serial_and_parallel(_spars
 
 # -------------------------------------------------------------------- backward
 @jit
+def _mark_first_seen(indices, indptr, rows, marker, touched):
+    """Set ``marker`` at each feature of the batch rows; list each in ``touched`` once.
+
+    The features land in ``touched[:count]`` in order of first occurrence;
+    returns ``count``. ``marker`` must be zero at every feature of the batch.
+    """
+    count = 0
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            if marker[j] == 0:
+                marker[j] = 1
+                touched[count] = j
+                count += 1
+    return count
+
+
+@jit
 def touched_features(indices, indptr, rows, marker, touched):
     """List the distinct features (columns) stored in the batch rows ``rows``; return their count.
 
@@ -104,15 +124,7 @@ def touched_features(indices, indptr, rows, marker, touched):
     so nothing of size n_features x H is scanned or cleared per batch.
     ``touched`` needs room for min(n_features, nnz of the batch) entries.
     """
-    count = 0
-    for r in range(rows.shape[0]):
-        i = rows[r]
-        for k in range(indptr[i], indptr[i + 1]):
-            j = indices[k]
-            if marker[j] == 0:
-                marker[j] = 1
-                touched[count] = j
-                count += 1
+    count = _mark_first_seen(indices, indptr, rows, marker, touched)
     D = marker.shape[0]
     if 16 * count >= D:
         t = 0
@@ -505,15 +517,7 @@ def group_by_feature(data, indices, indptr, rows, marker, slot, touched, start, 
     and ``start`` need ``min(D, nnz) + 1`` entries, ``ent_row`` and ``ent_val``
     the batch's nnz.
     """
-    count = 0
-    for r in range(rows.shape[0]):
-        i = rows[r]
-        for k in range(indptr[i], indptr[i + 1]):
-            j = indices[k]
-            if marker[j] == 0:
-                marker[j] = 1
-                touched[count] = j
-                count += 1
+    count = _mark_first_seen(indices, indptr, rows, marker, touched)
     D = marker.shape[0]
     if 16 * count >= D:
         t = 0
@@ -619,22 +623,6 @@ def _sgd_decay_flat(p, v, learning_rate, momentum, nesterov, r):
 
 
 @jit
-def _sgd_row(p, v, g, learning_rate, momentum, nesterov, r):
-    sq = 0.0
-    for h in range(p.shape[0]):
-        gt = g[h] + r * p[h]
-        vt = momentum * v[h] - learning_rate * gt
-        v[h] = vt
-        if nesterov:
-            pt = p[h] + (momentum * vt - learning_rate * gt)
-        else:
-            pt = p[h] + vt
-        p[h] = pt
-        sq += pt * pt
-    return sq
-
-
-@jit
 def _adam_decay_flat(p, m, v, step_size, beta_1, beta_2, epsilon, r):
     """adam_update's rule on flat elements whose gradient is ``r p`` alone (slices, as above)."""
     one = p.dtype.type(1)
@@ -647,22 +635,6 @@ def _adam_decay_flat(p, m, v, step_size, beta_1, beta_2, epsilon, r):
         v[t] = vt
         pt = p[t] - step_size * mt / (np.sqrt(vt) + epsilon)
         p[t] = pt
-        sq += pt * pt
-    return sq
-
-
-@jit
-def _adam_row(p, m, v, g, step_size, beta_1, beta_2, epsilon, r):
-    one = p.dtype.type(1)
-    sq = 0.0
-    for h in range(p.shape[0]):
-        gt = g[h] + r * p[h]
-        mt = beta_1 * m[h] + (one - beta_1) * gt
-        vt = beta_2 * v[h] + (one - beta_2) * gt * gt
-        m[h] = mt
-        v[h] = vt
-        pt = p[h] - step_size * mt / (np.sqrt(vt) + epsilon)
-        p[h] = pt
         sq += pt * pt
     return sq
 
@@ -691,7 +663,7 @@ def sgd_update_exact(param, velocity, touched, count, start, ent_row, ent_val, G
         lo, hi = cur * H, j * H
         sq += _sgd_decay_flat(pf[lo:hi], vf[lo:hi], learning_rate, momentum, nesterov, r)
         _grad_row(t, start, ent_row, ent_val, G, grow)
-        sq += _sgd_row(param[j], velocity[j], grow, learning_rate, momentum, nesterov, r)
+        sq += K.sgd_update(param[j], grow, velocity[j], learning_rate, momentum, nesterov, r)
         cur = j + 1
     sq += _sgd_decay_flat(pf[cur * H:], vf[cur * H:], learning_rate, momentum, nesterov, r)
     return sq
@@ -719,7 +691,7 @@ def adam_update_exact(param, m, v, touched, count, start, ent_row, ent_val, G, g
         sq += _adam_decay_flat(pf[lo:hi], mf[lo:hi], vf[lo:hi], step_size, beta_1, beta_2,
                                epsilon, r)
         _grad_row(t, start, ent_row, ent_val, G, grow)
-        sq += _adam_row(param[j], m[j], v[j], grow, step_size, beta_1, beta_2, epsilon, r)
+        sq += K.adam_update(param[j], grow, m[j], v[j], step_size, beta_1, beta_2, epsilon, r)
         cur = j + 1
     lo = cur * H
     sq += _adam_decay_flat(pf[lo:], mf[lo:], vf[lo:], step_size, beta_1, beta_2, epsilon, r)
@@ -742,7 +714,7 @@ def sgd_update_touched(param, velocity, touched, count, start, ent_row, ent_val,
     for t in range(count):
         j = touched[t]
         _grad_row(t, start, ent_row, ent_val, G, grow)
-        sq = _sgd_row(param[j], velocity[j], grow, learning_rate, momentum, nesterov, r)
+        sq = K.sgd_update(param[j], grow, velocity[j], learning_rate, momentum, nesterov, r)
         total += sq - rowsq[j]
         rowsq[j] = sq
     return total
@@ -757,7 +729,7 @@ def adam_update_touched(param, m, v, touched, count, start, ent_row, ent_val, G,
     for t in range(count):
         j = touched[t]
         _grad_row(t, start, ent_row, ent_val, G, grow)
-        sq = _adam_row(param[j], m[j], v[j], grow, step_size, beta_1, beta_2, epsilon, r)
+        sq = K.adam_update(param[j], grow, m[j], v[j], step_size, beta_1, beta_2, epsilon, r)
         total += sq - rowsq[j]
         rowsq[j] = sq
     return total
