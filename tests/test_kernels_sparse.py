@@ -422,8 +422,16 @@ def test_check_csr_not_canonical_keeps_order_and_duplicates(dtype):
 
 
 def test_check_csr_makes_no_dense_copy():
-    # 2,000 x 1,000,000: a dense float64 copy would be 16 GB
-    X = sp.random(2000, 10**6, density=1e-5, format="csc", random_state=2)
+    # 2,000 x 1,000,000: a dense float64 copy would be 16 GB. Built from random
+    # coordinates: sp.random(..., random_state=2) draws its positions by permuting
+    # all 2e9 cells (16 GB of int64 before the test starts measuring)
+    rng = np.random.default_rng(2)
+    nnz = 20_000
+    X = sp.csc_matrix(
+        (rng.random(nnz), (rng.integers(0, 2000, nnz), rng.integers(0, 10**6, nnz))),
+        shape=(2000, 10**6),
+    )
+    X.sum_duplicates()
     tracemalloc.start()
     data, indices, indptr = _sparse.check_csr(X, np.float32)
     _, peak = tracemalloc.get_traced_memory()
