@@ -177,11 +177,7 @@ class BaseTwoLayer(BaseEstimator):
         "dtype": [Options(type, {np.float32, np.float64}), StrOptions({"float32", "float64"})],
         "early_stopping_metric": [StrOptions({"score", "loss"})],
         "callbacks": [list, tuple, None],
-        "n_threads": [
-            Interval(Integral, 1, None, closed="left"),
-            Interval(Integral, None, -1, closed="right"),
-            None,
-        ],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "sparse_updates": [StrOptions({"exact", "lazy"})],
     }
 
@@ -233,14 +229,19 @@ class BaseTwoLayer(BaseEstimator):
         machine is.
         """
         return solvers.kernel_options(
-            n_rows, n_features, n_hidden, n_threads=thread_count(self.n_threads)
+            n_rows, n_features, n_hidden, n_threads=self.n_threads
         )
 
-    def _sparse_kernel_options(self, n_rows, X, n_hidden):
-        """:meth:`_kernel_options` for CSR ``X`` (``_sparse.CSRArrays``), from its nnz per row."""
+    def _sparse_kernel_options(self, n_rows, X, n_hidden, update_rows=0):
+        """:meth:`_kernel_options` for CSR ``X`` (``_sparse.CSRArrays``), from its nnz per row.
+
+        ``update_rows``: the rows of ``W1`` a batch's update steps (D for the
+        exact update, 0 for prediction and the lazy update).
+        """
         nnz_per_row = X.nnz / max(X.shape[0], 1)
         return solvers_sparse.kernel_options(
-            n_rows, nnz_per_row, n_hidden, self.n_outputs_, n_threads=thread_count(self.n_threads)
+            n_rows, nnz_per_row, n_hidden, self.n_outputs_, n_features=update_rows,
+            n_threads=self.n_threads,
         )
 
     def __getstate__(self):
@@ -578,7 +579,7 @@ class BaseTwoLayer(BaseEstimator):
                                                     X.dtype, lazy=lazy)
             run_epoch = functools.partial(solvers_sparse.run_epoch_sparse, *X.arrays,
                                           lazy=lazy, check_input=False)
-            opts = self._sparse_kernel_options(batch_size, X, H)
+            opts = self._sparse_kernel_options(batch_size, X, H, update_rows=0 if lazy else D)
         else:
             if not (isinstance(ws, solvers.Workspace)
                     and ws.fits(n, D, H, self.n_outputs_, batch_size, X.dtype)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import numbers
 import os
 import threading
 import types
@@ -224,25 +225,16 @@ def _cached(func: Callable, options: dict):
     return dispatcher
 
 
-# Threading layer: Numba prefers OpenMP when it is there. On these 2-core machines,
-# with another process busy, a demo epoch took 20.4 s on OpenMP and 1.31 s on
-# the workqueue layer (alternating runs); on an idle machine they match. So the
-# workqueue layer is the default unless the user chose one with
-# NUMBA_THREADING_LAYER. (It does not allow parallel kernels launched from two
-# Python threads at once; fastmlp never does that itself.)
 # Ctrl-C while compiling is raised, not dropped inside an LLVM callback
 _interrupt.install()
 
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-
-# Held by every call from Python into a parallel build (``solvers`` enters it):
-# parallel regions launched from two Python threads at once abort the whole
-# process on the workqueue layer ("Concurrent access has been detected"), so
-# they take turns. The estimators never launch one (their kernels run on the
-# calling thread, see ``solvers.kernel_options``); benchmarks and callers of
-# ``run_epoch(parallel=True)`` do.
+# Parallel regions run on Numba's default threading layer: TBB (a dependency)
+# where it loads, else OpenMP, else the workqueue. TBB and OpenMP launch regions
+# from several Python threads at once; the workqueue layer aborts the whole
+# process on that ("Concurrent access has been detected"), so on it every
+# region takes :data:`PARALLEL_LOCK` (see :func:`parallel_threads`).
 PARALLEL_LOCK = threading.RLock()
+_LAYER: list[str] = []  # the layer Numba started, found once
 
 
 def _after_fork_in_child() -> None:
@@ -254,6 +246,50 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _preload_tbb() -> None:
+    # pip puts TBB's library in <env>/lib, where the dynamic loader does not look
+    # from a virtual environment (Numba asks for it by name): loaded by its path
+    # first, the later load by name finds it in the process
+    import ctypes
+    import sys
+
+    for prefix in dict.fromkeys((sys.prefix, sys.exec_prefix, sys.base_prefix)):
+        path = os.path.join(prefix, "lib", "libtbb.so.12")
+        if os.path.exists(path):
+            with contextlib.suppress(OSError):
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            return
+
+
+def threading_layer() -> str:
+    """Return the name of the threading layer Numba runs parallel regions on (starting it)."""
+    if not _LAYER:
+        from numba.np.ufunc import parallel
+
+        if os.name == "posix" and "NUMBA_THREADING_LAYER" not in os.environ:
+            _preload_tbb()
+        parallel._launch_threads()
+        _LAYER.append(numba.threading_layer())
+    return _LAYER[0]
+
+
+@contextlib.contextmanager
+def parallel_threads(n: int) -> Iterator[int]:
+    """Run the block's parallel regions on ``n`` threads (within the machine's).
+
+    Numba's thread count is per calling thread, so other Python threads keep
+    theirs. On the workqueue layer the block also holds :data:`PARALLEL_LOCK`.
+    """
+    wanted = max(1, min(int(n), max_threads()))
+    with contextlib.ExitStack() as stack:
+        if threading_layer() == "workqueue":
+            stack.enter_context(PARALLEL_LOCK)
+        previous = numba.get_num_threads()
+        numba.set_num_threads(wanted)
+        stack.callback(numba.set_num_threads, previous)
+        yield wanted
 
 
 # ------------------------------------------------- cached entry points, per call site
@@ -382,20 +418,19 @@ def max_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS
 
 
-def thread_count(n: int | None) -> int | None:
+def thread_count(n: int | None) -> int:
     """Return the thread count that ``n_threads=n`` asks for, within this machine's.
 
-    ``None`` keeps the current setting (returned as ``None``). Negative values
-    count back from the maximum as in joblib: ``-1`` is all threads, ``-2`` all
-    but one.
+    ``None`` is every thread Numba starts (:func:`max_threads`); a larger count
+    than that is capped. Zero, a negative count or a non-integer is a
+    ``ValueError`` that names ``n_threads``.
     """
-    if n is None:
-        return None
     limit = max_threads()
-    wanted = n if n > 0 else limit + 1 + n
-    if n == 0 or wanted < 1:
-        raise ValueError(f"n_threads must be a positive int, -1 or None; got {n!r}")
-    return min(wanted, limit)
+    if n is None:
+        return limit
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n_threads must be a positive integer or None; got {n!r}")
+    return min(int(n), limit)
 
 
 @contextlib.contextmanager
@@ -405,10 +440,7 @@ def num_threads(n: int | None) -> Iterator[int]:
     ``n`` as in :func:`thread_count`.
     """
     previous = numba.get_num_threads()
-    wanted = thread_count(n)
-    if wanted is None:
-        yield previous
-        return
+    wanted = previous if n is None else thread_count(n)
     numba.set_num_threads(wanted)
     try:
         yield wanted

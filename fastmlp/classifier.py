@@ -126,12 +126,12 @@ class TwoLayerClassifier(ClassifierMixin, BaseTwoLayer):
         current. A truthy return value stops training (without a
         ``ConvergenceWarning``).
     n_threads : int or None, default=None
-        BLAS threads for the matrix products of a large problem while fitting
-        and predicting (a small one runs on the calling thread). None keeps the
-        process's count; -1 is all cores, -2 all but one. The other compiled
-        kernels always run on the calling thread, so any number of Python
-        threads may fit and predict at once; fits of one estimator from several
-        threads take turns.
+        Threads for fitting and predicting: every compiled epoch splits each
+        large enough batch into ``n_threads`` shares of rows run side by side,
+        and a large prediction into blocks of rows. None is every core; a
+        larger count than the cores is capped; 1 runs everything on the
+        calling thread. BLAS runs one thread inside each share. The weights
+        depend on ``n_threads`` (the order of a few sums), never on timing.
     sparse_updates : {"exact", "lazy"}, default="exact"
         How the stochastic solvers update ``W1`` (``coefs_[0]``) on sparse ``X``
         (any scipy sparse format; it is made a CSR in the working dtype once and

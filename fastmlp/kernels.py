@@ -85,6 +85,115 @@ else:
         return _types.void(a, j), codegen
 
 
+# ------------------------------------------------------------ BLAS with strides
+def _xxgemm_python(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Plain-Python stand-in of :func:`_xxgemm` (``NUMBA_DISABLE_JIT``): never called."""
+    raise NotImplementedError  # pragma: no cover - gemm below runs NumPy instead
+
+
+if numba.config.DISABLE_JIT:
+    _xxgemm = _xxgemm_python
+else:
+    from numba.core import cgutils
+
+    @intrinsic
+    def _xxgemm(typingctx, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        """Column-major ``c = alpha op(a) op(b) + beta c`` by the BLAS that ``np.dot`` calls.
+
+        Numba's own ``numba_xxgemm`` helper (scipy's ``cython_blas``), reached with
+        leading dimensions of our choosing, so a product can read a block of columns
+        of a row-major array in place. ``transa``/``transb`` are ``ord('n')`` or
+        ``ord('t')``; ``a``, ``b`` and ``c`` are arrays whose data pointers start
+        the matrices.
+        """
+        arrays = (a, b, c)
+        if not all(isinstance(x, _types.Array) for x in arrays):
+            return None
+        dtype = a.dtype
+        if dtype not in (_types.float32, _types.float64) or any(
+            x.dtype != dtype for x in arrays
+        ):
+            return None
+        sig = _types.int32(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+        def codegen(context, builder, signature, args):
+            ta, tb, m_, n_, k_, alpha_, a_, lda_, b_, ldb_, beta_, c_, ldc_ = args
+            sa = signature.args
+            intp = context.get_value_type(_types.intp)
+            char = ir.IntType(8)
+            voidp = ir.IntType(8).as_pointer()
+            fnty = ir.FunctionType(ir.IntType(32), [
+                char, char, char, intp, intp, intp, voidp, voidp, intp, voidp, intp,
+                voidp, voidp, intp,
+            ])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+
+            def data(i, value):
+                ary = context.make_array(sa[i])(context, builder, value)
+                return builder.bitcast(ary.data, voidp)
+
+            def slot(i, value):
+                v = context.cast(builder, value, sa[i], dtype)
+                return builder.bitcast(cgutils.alloca_once_value(builder, v), voidp)
+
+            def size(i, value):
+                return context.cast(builder, value, sa[i], _types.intp)
+
+            kind = ir.Constant(char, ord("s" if dtype == _types.float32 else "d"))
+            return builder.call(fn, (
+                kind, builder.trunc(size(0, ta), char), builder.trunc(size(1, tb), char),
+                size(2, m_), size(3, n_), size(4, k_), slot(5, alpha_), data(6, a_),
+                size(7, lda_), data(8, b_), size(9, ldb_), slot(10, beta_), data(11, c_),
+                size(12, ldc_),
+            ))
+
+        return sig, codegen
+
+
+_NO_JIT = numba.config.DISABLE_JIT
+_NO_TRANS, _TRANS = ord("n"), ord("t")  # BLAS's transpose flags, as character codes
+
+
+@jit
+def _leading_dim(A):
+    # row stride of a row-major block whose rows are contiguous (at least its width)
+    return max(A.strides[0] // A.itemsize, A.shape[1], 1)
+
+
+@jit
+def gemm(A, B, out, trans_a=False, trans_b=False, beta=0.0):
+    """out = op(A) op(B) + beta out by BLAS on one thread, each operand read in place.
+
+    .. math:: \\mathrm{out} = \\mathrm{op}(A)\\,\\mathrm{op}(B) + \\beta\\,\\mathrm{out}
+
+    ``op`` transposes when asked. ``A``, ``B`` and ``out`` are row-major blocks
+    whose rows are contiguous but may be spaced further apart (a block of
+    columns ``X[:, d0:d1]`` is read where it lies, with no copy, which ``np.dot``
+    in compiled code cannot do). BLAS sees the row-major product as the
+    column-major ``outᵀ = op(B)ᵀ op(A)ᵀ``, hence the swapped operands. The BLAS
+    thread count is the process's: the data-parallel epoch holds it at one.
+    """
+    m, n = out.shape
+    k = A.shape[0] if trans_a else A.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = out[i, j] * beta if beta != 0 else out.dtype.type(0)
+        return
+    if _NO_JIT:  # plain Python run of the kernels (coverage): NumPy's product
+        a = A.T if trans_a else A
+        b = B.T if trans_b else B
+        out[...] = a @ b + (beta * out if beta != 0 else 0)
+        return
+    _xxgemm(
+        _TRANS if trans_b else _NO_TRANS, _TRANS if trans_a else _NO_TRANS, n, m, k,
+        out.dtype.type(1), B, _leading_dim(B), A, _leading_dim(A), out.dtype.type(beta), out,
+        _leading_dim(out),
+    )
+
+
 @jit
 def gather_rows(A, rows, out):
     """``out[r] = A[rows[r]]`` for each ``r``: the rows of a shuffled minibatch.

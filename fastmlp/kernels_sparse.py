@@ -31,6 +31,7 @@ a segment tree (``build_map_tree``): the pieces the lazy updates of
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -640,6 +641,27 @@ def _adam_decay_flat(p, m, v, step_size, beta_1, beta_2, epsilon, r):
 
 
 @jit
+def _sgd_update_exact_rows(param, velocity, touched, t_lo, t_hi, row_lo, row_hi, start, ent_row,
+                           ent_val, G, grow, learning_rate, momentum, nesterov, r):
+    """:func:`sgd_update_exact` on rows ``row_lo:row_hi``, whose touched ones are ``touched[t_lo:t_hi]``."""
+    H = param.shape[1]
+    pf = param.reshape(-1)
+    vf = velocity.reshape(-1)
+    sq = 0.0
+    cur = row_lo  # first row not yet stepped
+    for t in range(t_lo, t_hi):
+        j = touched[t]
+        lo, hi = cur * H, j * H
+        sq += _sgd_decay_flat(pf[lo:hi], vf[lo:hi], learning_rate, momentum, nesterov, r)
+        _grad_row(t, start, ent_row, ent_val, G, grow)
+        sq += K.sgd_update(param[j], grow, velocity[j], learning_rate, momentum, nesterov, r)
+        cur = j + 1
+    lo, hi = cur * H, row_hi * H
+    sq += _sgd_decay_flat(pf[lo:hi], vf[lo:hi], learning_rate, momentum, nesterov, r)
+    return sq
+
+
+@jit
 def sgd_update_exact(param, velocity, touched, count, start, ent_row, ent_val, G, grow,
                      learning_rate, momentum, nesterov, reg):
     """Take the dense epoch's SGD step on all of ``param`` (D, H), never storing its gradient.
@@ -652,20 +674,31 @@ def sgd_update_exact(param, velocity, touched, count, start, ent_row, ent_val, G
     ``sgd_update`` on the dense gradient, without a (D, H) gradient to read or
     to clear. Returns the new sum of squares of ``param``.
     """
-    D, H = param.shape
-    r = param.dtype.type(reg)
+    return _sgd_update_exact_rows(param, velocity, touched, 0, count, 0, param.shape[0], start,
+                                  ent_row, ent_val, G, grow, learning_rate, momentum, nesterov,
+                                  param.dtype.type(reg))
+
+
+@jit
+def _adam_update_exact_rows(param, m, v, touched, t_lo, t_hi, row_lo, row_hi, start, ent_row,
+                            ent_val, G, grow, step_size, beta_1, beta_2, epsilon, r):
+    """:func:`adam_update_exact` on rows ``row_lo:row_hi`` (touched: ``touched[t_lo:t_hi]``)."""
+    H = param.shape[1]
     pf = param.reshape(-1)
-    vf = velocity.reshape(-1)
+    mf = m.reshape(-1)
+    vf = v.reshape(-1)
     sq = 0.0
-    cur = 0  # first row not yet stepped
-    for t in range(count):
+    cur = row_lo
+    for t in range(t_lo, t_hi):
         j = touched[t]
         lo, hi = cur * H, j * H
-        sq += _sgd_decay_flat(pf[lo:hi], vf[lo:hi], learning_rate, momentum, nesterov, r)
+        sq += _adam_decay_flat(pf[lo:hi], mf[lo:hi], vf[lo:hi], step_size, beta_1, beta_2,
+                               epsilon, r)
         _grad_row(t, start, ent_row, ent_val, G, grow)
-        sq += K.sgd_update(param[j], grow, velocity[j], learning_rate, momentum, nesterov, r)
+        sq += K.adam_update(param[j], grow, m[j], v[j], step_size, beta_1, beta_2, epsilon, r)
         cur = j + 1
-    sq += _sgd_decay_flat(pf[cur * H:], vf[cur * H:], learning_rate, momentum, nesterov, r)
+    lo, hi = cur * H, row_hi * H
+    sq += _adam_decay_flat(pf[lo:hi], mf[lo:hi], vf[lo:hi], step_size, beta_1, beta_2, epsilon, r)
     return sq
 
 
@@ -678,23 +711,49 @@ def adam_update_exact(param, m, v, touched, count, start, ent_row, ent_val, G, g
     the gradient ``Xᵀ G + reg W`` built row by row (touched rows from the
     groups, the runs between them ``reg W``). Returns the new sum of squares.
     """
-    D, H = param.shape
+    return _adam_update_exact_rows(param, m, v, touched, 0, count, 0, param.shape[0], start,
+                                   ent_row, ent_val, G, grow, step_size, beta_1, beta_2,
+                                   epsilon, param.dtype.type(reg))
+
+
+@jit
+def _row_share(D, T, s, touched, count):
+    """Rows ``(row_lo, row_hi)`` of share ``s`` of ``T`` and their touched span ``(t_lo, t_hi)``."""
+    row_lo = (s * D) // T
+    row_hi = ((s + 1) * D) // T
+    t_lo = np.searchsorted(touched[:count], row_lo)
+    t_hi = np.searchsorted(touched[:count], row_hi)
+    return row_lo, row_hi, t_lo, t_hi
+
+
+@jit(parallel=True)
+def update_exact_shares(optimizer_is_adam, param, s1, s2, touched, count, start, ent_row,
+                        ent_val, G, grows, sqs, hyper, reg):
+    """:func:`sgd_update_exact` or :func:`adam_update_exact` with W1's rows in ``T`` shares.
+
+    Share ``s`` steps rows ``s D / T`` to ``(s + 1) D / T`` (its touched rows
+    found by binary search in the increasing ``touched``) with its own gradient
+    row ``grows[s]``; the shares' sums of squares ``sqs`` are added in share
+    order. ``hyper`` is ``(learning_rate, momentum, nesterov, step_size, beta_1,
+    beta_2, epsilon)``. Returns the new sum of squares of ``param``.
+    """
+    learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon = hyper
+    T = sqs.shape[0]
+    D = param.shape[0]
     r = param.dtype.type(reg)
-    pf = param.reshape(-1)
-    mf = m.reshape(-1)
-    vf = v.reshape(-1)
+    for s in numba.prange(T):
+        row_lo, row_hi, t_lo, t_hi = _row_share(D, T, s, touched, count)
+        if optimizer_is_adam:
+            sqs[s] = _adam_update_exact_rows(param, s1, s2, touched, t_lo, t_hi, row_lo, row_hi,
+                                             start, ent_row, ent_val, G, grows[s], step_size,
+                                             beta_1, beta_2, epsilon, r)
+        else:
+            sqs[s] = _sgd_update_exact_rows(param, s1, touched, t_lo, t_hi, row_lo, row_hi,
+                                            start, ent_row, ent_val, G, grows[s], learning_rate,
+                                            momentum, nesterov, r)
     sq = 0.0
-    cur = 0
-    for t in range(count):
-        j = touched[t]
-        lo, hi = cur * H, j * H
-        sq += _adam_decay_flat(pf[lo:hi], mf[lo:hi], vf[lo:hi], step_size, beta_1, beta_2,
-                               epsilon, r)
-        _grad_row(t, start, ent_row, ent_val, G, grow)
-        sq += K.adam_update(param[j], grow, m[j], v[j], step_size, beta_1, beta_2, epsilon, r)
-        cur = j + 1
-    lo = cur * H
-    sq += _adam_decay_flat(pf[lo:], mf[lo:], vf[lo:], step_size, beta_1, beta_2, epsilon, r)
+    for s in range(T):
+        sq += sqs[s]
     return sq
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numba
 import numpy as np
 
 from . import _jit
@@ -86,6 +87,23 @@ class Workspace:
             np.empty((H, D), dtype),  # Adam's second moment of W1, transposed
             np.empty((C, H), dtype),  # Adam's second moment of W2, transposed
         )
+
+    def shares(self, n_shares):
+        """Per-share scratch of the data-parallel epoch: ``(gb1, gb2, loss, sq)``.
+
+        ``gb1`` (T, H) and ``gb2`` (T, C) hold each share's bias-gradient column
+        sums, ``loss`` and ``sq`` (T,) its loss and its rows' sum of squares.
+        """
+        cache = self.__dict__.setdefault("_shares", {})
+        if n_shares not in cache:
+            H, C = self.buffers[3].shape[1], self.buffers[5].shape[1]
+            cache[n_shares] = (
+                np.zeros((n_shares, H), self.dtype),
+                np.zeros((n_shares, C), self.dtype),
+                np.zeros(n_shares),
+                np.zeros(n_shares),
+            )
+        return cache[n_shares]
 
     def fits(self, n_samples, n_features, n_hidden, n_outputs, batch_size, dtype):
         """Whether this workspace can serve a problem of these sizes."""
@@ -443,6 +461,230 @@ def _epoch(
     return total, step
 
 
+# ------------------------------------------------- the epoch, data-parallel over the batch
+@jit
+def share(n, n_shares, t, align=1):
+    """``(lo, hi)``: the ``t``-th of ``n_shares`` contiguous parts of ``range(n)``.
+
+    Parts are as equal as ``align`` allows (every boundary but the last a multiple
+    of it, so shares of a row of floats start on their own cache line). The split
+    is a function of ``n``, ``n_shares`` and ``align`` alone: which thread runs a
+    share never changes what it computes.
+    """
+    units = (n + align - 1) // align
+    base, extra = divmod(units, n_shares)
+    lo = (t * base + min(t, extra)) * align
+    hi = lo + (base + (1 if t < extra else 0)) * align
+    return min(lo, n), min(hi, n)
+
+
+# 16 float32 (8 float64) fill a 64-byte cache line: W1's rows and Xb's columns are
+# split on such boundaries so two threads never write one line
+_ALIGN = 16
+
+
+@jit
+def _share_forward_backward(X, rows, gather, Y, sw, scale, W1, b1, W2, b2, activation, output,
+                            ws, lo, hi, gb1, gb2):
+    """Forward and backward of the batch's rows ``lo:hi`` into the workspace; return the loss.
+
+    Gathers the rows (``rows[lo:hi]`` of ``X``; ``X[lo:hi]`` itself when not
+    ``gather``), then ``H1 = X W1 + b1``, ``H2 = act(H1)``, ``Z = H2 W2 + b2``,
+    ``P`` and ``dZ``, ``dH1 = (dZ W2ᵀ) act'(H1)``, each product one BLAS call on
+    this thread, and the share's column sums ``gb1 = 1ᵀ dH1``, ``gb2 = 1ᵀ dZ``.
+    Returns ``scale * sum_i sw_i loss_i`` over the share (no L2 term).
+    """
+    Xb, Yb, _, H1a, H2a, Za, dZa, dH1a = ws[:8]
+    Ys = Yb[lo:hi]
+    sws = sw[lo:hi]
+    if gather:
+        Xs = Xb[lo:hi]
+        _gather_rows(X, rows[lo:hi], Xs)
+        _gather_rows(Y, rows[lo:hi], Ys)
+    else:
+        Xs = X[lo:hi]
+        Ys = Y[lo:hi]
+    H1 = H1a[lo:hi]
+    H2 = H2a[lo:hi]
+    Z = Za[lo:hi]
+    dZ = dZa[lo:hi]
+    dH1 = dH1a[lo:hi]
+    K.gemm(Xs, W1, H1)  # (m_t, H)
+    K.bias_activation_forward_serial(H1, b1, activation, H1, H2)
+    K.gemm(H2, W2, Z)  # (m_t, C)
+    K.bias_activation_forward_serial(Z, b2, K.IDENTITY, Z, Z)
+    loss = _output_loss(Z, Ys, sws, scale, output, dZ)  # P overwrites Z
+    K.bias_grad_serial(dZ, gb2)
+    K.gemm(dZ, W2, dH1, False, True)  # dH2 = dZ W2ᵀ   (m_t, H)
+    K.activation_backward_bias(dH1, H1, H2, activation, dH1, gb1)
+    return loss
+
+
+@jit
+def _share_grads(Xm, dH1, H2, dZ, params, grads, partial, reg, t, T):
+    """Gradients of the ``t``-th share of every parameter's rows, from the whole batch.
+
+    ``dW1[d0:d1] = Xm[:, d0:d1]ᵀ dH1 (+ reg W1[d0:d1])`` and ``dW2[h0:h1] =
+    H2[:, h0:h1]ᵀ dZ (+ reg W2[h0:h1])``, one BLAS call each reading the batch's
+    columns in place, and the bias gradients of columns ``h0:h1`` and ``c0:c1``
+    summed over the shares' partial column sums in share order. Returns the
+    row ranges ``(d0, d1, h0, h1, c0, c1)``.
+    """
+    W1, b1, W2, b2 = params
+    gW1, gb1, gW2, gb2 = grads
+    gb1p, gb2p = partial
+    D, H = W1.shape
+    C = W2.shape[1]
+    d0, d1 = share(D, T, t, _ALIGN)
+    if d1 > d0:
+        K.gemm(Xm[:, d0:d1], dH1, gW1[d0:d1], True)  # (d1 - d0, H)
+        if reg != 0:
+            K.add_scaled(gW1[d0:d1], reg, W1[d0:d1])
+    h0, h1 = share(H, T, t)
+    if h1 > h0:
+        K.gemm(H2[:, h0:h1], dZ, gW2[h0:h1], True)  # (h1 - h0, C)
+        if reg != 0:
+            K.add_scaled(gW2[h0:h1], reg, W2[h0:h1])
+        _sum_shares(gb1p, h0, h1, gb1)
+    c0, c1 = share(C, T, t)
+    _sum_shares(gb2p, c0, c1, gb2)
+    return d0, d1, h0, h1, c0, c1
+
+
+@jit
+def _sum_shares(partial, lo, hi, out):
+    """out[lo:hi] = the sum over shares of ``partial[:, lo:hi]``, in share order."""
+    for j in range(lo, hi):
+        acc = partial[0, j]
+        for u in range(1, partial.shape[0]):
+            acc += partial[u, j]
+        out[j] = acc
+
+
+@jit
+def _share_update(Xm, dH1, H2, dZ, params, state, grads, partial, optimizer, hyper, reg, t, T):
+    """Gradients (:func:`_share_grads`) and optimizer step of share ``t``'s rows; return sum(p**2).
+
+    The L2 term ``reg W`` goes into the step, not the gradient (as ``_epoch``'s
+    ``fold_l2``).
+    """
+    W1, b1, W2, b2 = params
+    gW1, gb1, gW2, gb2 = grads
+    d0, d1, h0, h1, c0, c1 = _share_grads(Xm, dH1, H2, dZ, params, grads, partial, reg * 0, t, T)
+    sq = _update(optimizer, W1[d0:d1], gW1[d0:d1], state[0][d0:d1], state[4][d0:d1], hyper,
+                 reg)
+    sq += _update(optimizer, W2[h0:h1], gW2[h0:h1], state[2][h0:h1], state[6][h0:h1], hyper,
+                  reg)
+    _update(optimizer, b1[h0:h1], gb1[h0:h1], state[1][h0:h1], state[5][h0:h1], hyper, reg * 0)
+    _update(optimizer, b2[c0:c1], gb2[c0:c1], state[3][c0:c1], state[7][c0:c1], hyper, reg * 0)
+    return sq
+
+
+@jit(parallel=True)
+def _loss_and_grads_shares(X, Y, sw, scale, params, alpha, activation, output, ws, shares):
+    """:func:`_loss_and_grads` of the whole of ``X`` split into ``T`` shares (for L-BFGS).
+
+    The two parallel loops of :func:`_epoch_shares` without the update: the
+    shares' forward and backward, then each share's rows of every gradient,
+    ``reg W`` included. Returns the loss with its L2 term.
+    """
+    W1, b1, W2, b2 = params
+    gW1, gb1, gW2, gb2 = ws[8:12]
+    gb1p, gb2p, lossp, _ = shares
+    T = lossp.shape[0]
+    n = X.shape[0]
+    for t in numba.prange(T):
+        lo, hi = share(n, T, t)
+        lossp[t] = _share_forward_backward(X, ws[12][:0], False, Y, sw, scale, W1, b1, W2, b2,
+                                           activation, output, ws, lo, hi, gb1p[t], gb2p[t])
+    loss = 0.0
+    for t in range(T):
+        loss += lossp[t]
+    loss += _penalty(W1, W2, alpha, scale)
+    reg = alpha * scale
+    for t in numba.prange(T):
+        _share_grads(X, ws[7][:n], ws[4][:n], ws[6][:n], params, (gW1, gb1, gW2, gb2),
+                     (gb1p, gb2p), reg, t, T)
+    return loss
+
+
+@jit(parallel=True)
+def _epoch_shares(X, Y, sw, params, state, ws, shares, batch_size, seed, do_shuffle, codes,
+                  hyper, step):
+    """One epoch with every batch split into ``T`` shares of rows run side by side.
+
+    ``codes`` is ``(optimizer, activation, output)``, ``hyper`` is ``(learning_rate,
+    momentum, nesterov, beta_1, beta_2, epsilon, alpha)`` and ``shares`` holds the
+    per-share scratch ``(gb1 (T, H), gb2 (T, C), loss (T,), sq (T,))``.
+
+    Each batch runs two parallel loops of ``T`` iterations. In the first, share
+    ``t`` takes its contiguous block of the batch's rows through the forward and
+    backward pass (:func:`_share_forward_backward`). In the second, share ``t``
+    forms the gradient of its block of rows of every parameter (``dW1 = Xᵀ dH1``
+    over the whole batch, for rows ``d0:d1`` of W1) and updates those rows
+    (:func:`_share_update`), so no gradient is ever summed across threads but
+    the bias columns, which are summed in share order. Every split comes from
+    the shapes and ``T``; every product is one single-threaded BLAS call; so
+    the weights depend on ``T``, never on timing. Same loss, L2 penalty, step
+    counts and return value as :func:`_epoch`.
+    """
+    optimizer, activation, output = codes
+    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, alpha = hyper
+    W1, b1, W2, b2 = params
+    Xb, Yb, swb, H1a, H2a, Za, dZa, dH1a, gW1, gb1, gW2, gb2, order = ws
+    gb1p, gb2p, lossp, sqp = shares
+    T = lossp.shape[0]
+    n = X.shape[0]
+    for i in range(n):
+        order[i] = i
+    if do_shuffle:
+        shuffle(order, seed)
+    sq = 0.0
+    if alpha != 0:
+        sq = _sum_squares(W1) + _sum_squares(W2)
+    total = 0.0
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        m = stop - start
+        rows = order[start:stop]
+        wsum = 0.0
+        for r in range(m):
+            w = sw[rows[r]]
+            swb[r] = w
+            wsum += w
+        scale = 1.0 / wsum if wsum > 0 else 0.0
+        step += 1
+        step_size = learning_rate
+        if optimizer == ADAM:
+            step_size = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+        upd = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)
+        Xg = X if do_shuffle else X[start:stop]
+        Yg = Y if do_shuffle else Y[start:stop]
+        for t in numba.prange(T):
+            lo, hi = share(m, T, t)
+            lossp[t] = _share_forward_backward(
+                Xg, rows, do_shuffle, Yg, swb, scale, W1, b1, W2, b2, activation, output, ws,
+                lo, hi, gb1p[t], gb2p[t],
+            )
+        loss = 0.0
+        for t in range(T):
+            loss += lossp[t]
+        if alpha != 0:  # scikit-learn's L2 penalty of this batch
+            loss += 0.5 * alpha * scale * sq
+        reg = alpha * scale
+        Xm = Xb[:m] if do_shuffle else X[start:stop]
+        for t in numba.prange(T):
+            sqp[t] = _share_update(
+                Xm, dH1a[:m], H2a[:m], dZa[:m], params, state, (gW1, gb1, gW2, gb2),
+                (gb1p, gb2p), optimizer, upd, W1.dtype.type(reg), t, T,
+            )
+        sq = 0.0
+        for t in range(T):
+            sq += sqp[t]
+        total += loss * wsum
+    return total, step
+
+
 def _check_workspace(workspace, X, Y, params, batch_size):
     # The kernels run without bounds checks: a workspace made for other sizes
     # would be written past its end, so refuse it here.
@@ -494,6 +736,7 @@ def run_epoch(
     use_blas=True,
     parallel=False,
     blas_threads=None,
+    n_shares=1,
 ):
     """Run one compiled epoch, updating ``params`` and ``state`` in place.
 
@@ -535,15 +778,27 @@ def run_epoch(
         dt(learning_rate), dt(momentum), bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon),
         int(step), dt(alpha), K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
     )
-    with _compiled_call(use_blas, parallel, blas_threads) as run:
-        total, new_step = run._epoch(*args)
+    if n_shares > 1:
+        codes = (ADAM if optimizer == "adam" else SGD, K.ACTIVATION_CODES[activation],
+                 OUTPUT_CODES[output])
+        hyper = (dt(learning_rate), dt(momentum), bool(nesterov), dt(beta_1), dt(beta_2),
+                 dt(epsilon), dt(alpha))
+        with _compiled_call(True, False, 1), _jit.parallel_threads(n_shares):
+            total, new_step = _epoch_shares(
+                X, Y, sample_weight, params, state, workspace.buffers,
+                workspace.shares(n_shares), workspace.batch_size, np.uint64(seed),
+                bool(shuffle), codes, hyper, int(step),
+            )
+    else:
+        with _compiled_call(use_blas, parallel, blas_threads) as run:
+            total, new_step = run._epoch(*args)
     weight = float(sample_weight.sum())
     return total / weight if weight > 0 else float("nan"), new_step
 
 
 def loss_and_grads(
     X, Y, sample_weight, params, workspace, *, alpha=0.0, activation="relu",
-    output="softmax", use_blas=True, parallel=False, blas_threads=None,
+    output="softmax", use_blas=True, parallel=False, blas_threads=None, n_shares=1,
 ):
     """Full-batch loss and gradients ``(loss, (gW1, gb1, gW2, gb2))`` (for L-BFGS).
 
@@ -555,6 +810,14 @@ def loss_and_grads(
     _check_workspace(workspace, X, Y, params, X.shape[0])
     wsum = float(sample_weight.sum())
     dt = X.dtype.type
+    if n_shares > 1:
+        with _compiled_call(True, False, 1), _jit.parallel_threads(n_shares):
+            loss = _loss_and_grads_shares(
+                X, Y, sample_weight, dt(1.0 / wsum), params, dt(alpha),
+                K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], workspace.buffers,
+                workspace.shares(n_shares),
+            )
+        return loss, workspace.buffers[8:12]
     with _compiled_call(use_blas, parallel, blas_threads) as run:
         loss = run._loss_and_grads(
             X, Y, sample_weight, dt(1.0 / wsum), W1, b1, W2, b2, dt(alpha),
@@ -656,9 +919,47 @@ def _forward_proba(X, W1, b1, W2, b2, activation, output, block, argmax, check):
     return out, labels
 
 
+@jit(parallel=True)
+def _forward_proba_shares(X, W1, b1, W2, b2, activation, output, block, argmax, check, T):
+    """:func:`_forward_proba` with the rows split into ``T`` shares run side by side.
+
+    Share ``t`` takes its contiguous rows (:func:`share`) in blocks of ``block``
+    with buffers of its own and one-thread BLAS; every row's outputs are what
+    :func:`_forward_proba` computes for it, whatever ``T``.
+    """
+    n, D = X.shape
+    H = W1.shape[1]
+    C = W2.shape[1]
+    B = max(1, min(block, -(-n // T)))
+    H1s = np.empty((T, B, H), X.dtype)
+    H2s = np.empty((T, B, H), X.dtype)
+    Zs = np.empty((T, B, C), X.dtype)
+    out = np.empty((0 if argmax else n, C), X.dtype)
+    labels = np.empty(n if argmax else 0, np.int64)
+    finite = np.ones(T, np.bool_)
+    for t in numba.prange(T):
+        lo, hi = share(n, T, t)
+        ok = not check or _all_finite(X[lo:hi])
+        finite[t] = ok
+        for start in range(lo, hi if ok else lo, B):
+            stop = min(start + B, hi)
+            m = stop - start
+            Zm = Zs[t, :m] if argmax else out[start:stop]
+            H1 = H1s[t, :m]
+            H2 = H2s[t, :m]
+            K.gemm(X[start:stop], W1, H1)  # (m, H)
+            K.bias_activation_forward_serial(H1, b1, activation, H1, H2)
+            K.gemm(H2, W2, Zm)  # (m, C)
+            K.bias_activation_forward_serial(Zm, b2, K.IDENTITY, Zm, Zm)
+            _output_block(Zm, output, argmax, labels[start:stop])
+    if not finite.all():
+        return np.empty((0, C), X.dtype), np.empty(0, np.int64)
+    return out, labels
+
+
 def forward_proba(
     X, params, *, activation="relu", output="softmax", block=1024, use_blas=True, parallel=False,
-    blas_threads=None, argmax=False, check_finite=False,
+    blas_threads=None, n_shares=1, argmax=False, check_finite=False,
 ):
     """Output activations ``P`` of shape (n_samples, n_outputs), in blocks of rows.
 
@@ -674,7 +975,8 @@ def forward_proba(
     and raise only then).
 
     ``blas_threads`` is the BLAS thread count (``None``: the process's own),
-    held for the call as in :func:`run_epoch`.
+    held for the call as in :func:`run_epoch`. With ``n_shares > 1`` the rows
+    are split into that many shares run side by side (:func:`_forward_proba_shares`).
 
     Allocates the output and two hidden buffers of ``block`` rows, nothing per block.
     """
@@ -682,6 +984,16 @@ def forward_proba(
     n = X.shape[0]
     work = min(n, block) * W1.shape[1] * max(W1.shape[0], W2.shape[1])  # largest product
     parallel = parallel and n > 1
+    if n_shares > 1 and n > 1:
+        T = min(int(n_shares), n)
+        with _compiled_call(True, False, 1), _jit.parallel_threads(T):
+            P, labels = _forward_proba_shares(
+                X, W1, b1, W2, b2, K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
+                max(1, block), bool(argmax), bool(check_finite), T,
+            )
+        if check_finite and P.shape[0] == 0 and labels.shape[0] == 0:
+            return None
+        return labels if argmax else P
     args = (
         X, W1, b1, W2, b2, K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
         max(1, block), bool(argmax), bool(check_finite),
@@ -711,25 +1023,26 @@ def _counts_never_matter() -> bool:
 # ------------------------------------------------------- choosing a matmul path
 # Multiply-adds of one batch's forward pass (rows * D * H) below which a second
 # thread costs more in synchronisation than it saves (2**21: e.g. 200 rows of 64
-# features and 160 hidden units): such batches run BLAS on one thread.
+# features and 160 hidden units): such batches run on the calling thread, with
+# BLAS on one thread.
 PARALLEL_MIN_WORK = 1 << 21
 
 
 def kernel_options(n_rows, n_features, n_hidden, *, n_threads=None):
-    """Kernel options (``use_blas``, ``parallel``, ``blas_threads``) for batches of ``n_rows``.
+    """Kernel options of the compiled calls for batches of ``n_rows`` (from the shapes alone).
 
-    The one place that chooses the matrix-product path and the threading, from
-    the shapes alone, so the same data and seed give the same weights on a
-    machine however busy it is (the path used to be chosen by timing a few
-    batches, and a loaded machine sometimes chose another path, with other
-    rounding). BLAS does the products; the elementwise kernels run on the
-    calling thread (at batch 200 a Numba parallel region cost more than it
-    saved: about 20 us per launch against 3 us for a serial ReLU pass); BLAS
-    runs one thread for a small batch and ``n_threads`` (``None``: the
-    process's count) for a large one.
+    ``n_threads`` is the estimator's thread count (``None``: every core Numba
+    starts, :func:`fastmlp._jit.max_threads`). A batch with enough work is
+    split into ``n_shares = n_threads`` shares of rows, each run by its own
+    thread with one-thread BLAS (:func:`_epoch_shares`); a smaller batch, or
+    ``n_threads=1``, runs on the calling thread with one BLAS thread. The
+    choice is a function of the shapes and ``n_threads`` only, so the same
+    data and seed give the same weights however busy the machine is.
     """
+    T = _jit.thread_count(n_threads)
     small = n_rows * n_features * n_hidden < PARALLEL_MIN_WORK
-    return {"use_blas": True, "parallel": False, "blas_threads": 1 if small else n_threads}
+    n_shares = 1 if small else T
+    return {"use_blas": True, "parallel": False, "blas_threads": 1, "n_shares": n_shares}
 
 
 @contextlib.contextmanager

@@ -160,6 +160,14 @@ class SparseWorkspace:
             self.group_buffers = (slot, start, ent_row, ent_val, grow)
         self._entries_for = (indptr, E)
 
+    def shares(self, n_shares):
+        """Scratch of the exact update split over W1's rows: ``(grows (T, H), sqs (T,))``."""
+        cache = self.__dict__.setdefault("_shares", {})
+        if n_shares not in cache:
+            H = self.buffers[2].shape[1]
+            cache[n_shares] = (np.empty((n_shares, H), self.dtype), np.empty(n_shares))
+        return cache[n_shares]
+
     def fits(self, n_samples, n_features, n_hidden, n_outputs, batch_size, dtype, lazy=False):
         """Whether this workspace can serve a problem of these sizes."""
         B = n_samples if self.full_batch else min(batch_size, n_samples)
@@ -285,7 +293,7 @@ def _lazy_sgd_maps(sw, order, n, batch_size, learning_rate, momentum, nesterov, 
 def _epoch_sparse(
     data, indices, indptr, Y, sw, params, state, ws, lz, gb, tree_size, batch_size, seed,
     do_shuffle, optimizer, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step,
-    alpha, activation, output, chunks,
+    alpha, activation, output, chunks, shares,
 ):
     W1, b1, W2, b2 = params
     Yb, swb, _, _, _, _, dH1a, gW1, gb1, gW2, gb2, _, order, marker, touched = ws
@@ -382,7 +390,11 @@ def _epoch_sparse(
             # exact: every row of W1 steps, the untouched ones with gradient reg W1;
             # the touched rows' Xᵀ dH1 is built row by row inside the update
             dH1 = dH1a[:m]
-            if optimizer == SGD:
+            if PARALLEL:  # W1's rows in shares, one per thread
+                sq = KS.update_exact_shares(optimizer == ADAM, W1, state[0], state[4], touched,
+                                            count, gstart, ent_row, ent_val, dH1, shares[0],
+                                            shares[1], hyper, reg)
+            elif optimizer == SGD:
                 sq = KS.sgd_update_exact(W1, state[0], touched, count, gstart, ent_row, ent_val,
                                          dH1, grow, learning_rate, momentum, nesterov, reg)
             else:
@@ -451,47 +463,46 @@ def _check_arrays(data, indices, indptr, n_samples, params, check_input):
         raise ValueError("X is a malformed sparse matrix: indptr, indices and data disagree")
 
 
-def _chunks(parallel):
-    # the column split of the parallel dW1 kernels: one chunk per thread
-    return numba.get_num_threads() if parallel else 1
-
-
 @contextlib.contextmanager
-def _compiled_call(parallel, lazy, n_blas, work):
+def _compiled_call(parallel, lazy, n_blas, work, n_shares=1):
     """Enter what a compiled call needs and yield its path, as ``solvers._compiled_call``.
 
     The BLAS count is held only when the largest dense product (``work``
     multiply-adds) is large enough for it to change the rounding; a parallel
-    path holds :data:`fastmlp._jit.PARALLEL_LOCK` (the workqueue layer aborts
-    when two Python threads launch parallel regions at once).
+    path runs its regions on ``n_shares`` threads (:func:`fastmlp._jit.parallel_threads`).
     """
     with contextlib.ExitStack() as stack:
         if counts_matter(work):
             stack.enter_context(blas_threads(n_blas))
         if parallel:
-            stack.enter_context(_jit.PARALLEL_LOCK)
+            stack.enter_context(_jit.parallel_threads(n_shares))
         yield path(parallel, lazy)
 
 
-def kernel_options(n_rows, nnz_per_row, n_hidden, n_outputs=1, *, n_threads=None):
-    """Kernel options (``parallel``, ``blas_threads``) of a sparse epoch's batches of ``n_rows``.
+# Multiply-adds and row updates of one batch (rows * nnz per row * H for the
+# sparse products, plus D * H for the exact update of W1) below which a second
+# thread costs more than it saves: such batches run on the calling thread.
+PARALLEL_MIN_WORK = 1 << 20
+
+
+def kernel_options(n_rows, nnz_per_row, n_hidden, n_outputs=1, *, n_features=0,
+                   n_threads=None):
+    """Kernel options of a sparse epoch's (or prediction's) batches of ``n_rows``.
 
     The sparse twin of :func:`fastmlp.solvers.kernel_options`, from the shapes
-    alone (the same data and seed give the same weights however busy the
-    machine is). The sparse products (``n_rows * nnz_per_row * n_hidden``
-    multiply-adds: the mean stored entries per row stand for the dense
-    chooser's ``n_features``) are Numba loops, and as in the dense estimators
-    every compiled kernel runs on the calling thread. BLAS only does the dense
-    products after ``H1``, ``n_rows x n_hidden x n_outputs``: one BLAS thread
-    below :data:`fastmlp.solvers.PARALLEL_MIN_WORK` multiply-adds, ``n_threads``
-    above. (Measured: 10,000 rows of a 100-unit, 20-class model predicted in
-    blocks of 1024, 2M multiply-adds a block, took 80 ms with two BLAS threads
-    on a busy 2-core machine and 9.5 ms with one.)
+    and ``n_threads`` alone (the same data and seed give the same weights
+    however busy the machine is). A batch with enough work (the sparse
+    products, ``n_rows * nnz_per_row * n_hidden`` multiply-adds, and the exact
+    update's ``n_features * n_hidden``) runs its kernels on ``n_threads``
+    threads (``None``: every core): the forward product by batch rows, ``dW1``
+    and the lazy updates by touched feature, the exact update by ranges of
+    W1's rows. The dense products after ``H1`` stay one BLAS call on one
+    thread (``n_rows x n_hidden x n_outputs``, small).
     """
-    from .solvers import PARALLEL_MIN_WORK
-
-    small = n_rows * n_hidden * max(int(n_outputs), 1) <= PARALLEL_MIN_WORK
-    return {"parallel": False, "blas_threads": 1 if small else n_threads}
+    T = _jit.thread_count(n_threads)
+    work = n_rows * nnz_per_row * n_hidden + n_features * n_hidden
+    n_shares = T if work >= PARALLEL_MIN_WORK else 1
+    return {"parallel": n_shares > 1, "blas_threads": 1, "n_shares": n_shares}
 
 
 def _check_workspace(workspace, n, params, lazy):
@@ -532,6 +543,7 @@ def run_epoch_sparse(
     use_blas=True,
     parallel=False,
     blas_threads=None,
+    n_shares=1,
     lazy=False,
     check_input=True,
 ):
@@ -587,10 +599,11 @@ def run_epoch_sparse(
         workspace.batch_size, np.uint64(seed),
         bool(shuffle), ADAM if optimizer == "adam" else SGD, dt(learning_rate), dt(momentum),
         bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon), int(step), dt(alpha),
-        K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], _chunks(parallel),
+        K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], n_shares if parallel else 1,
+        workspace.shares(n_shares if parallel else 0),
     )
     work = workspace.batch_size * params[2].size  # B x H x C, the largest dense product
-    with _compiled_call(parallel, lazy, blas_threads, work) as run:
+    with _compiled_call(parallel, lazy, blas_threads, work, n_shares) as run:
         total, new_step = run._epoch_sparse(*args)
     weight = float(sample_weight.sum())
     return total / weight if weight > 0 else float("nan"), new_step
@@ -598,7 +611,8 @@ def run_epoch_sparse(
 
 def loss_and_grads_sparse(
     data, indices, indptr, Y, sample_weight, params, workspace, *, alpha=0.0,
-    activation="relu", output="softmax", parallel=False, blas_threads=None, check_input=True,
+    activation="relu", output="softmax", parallel=False, blas_threads=None, n_shares=1,
+    check_input=True,
 ):
     """Full-batch loss and gradients ``(loss, (gW1, gb1, gW2, gb2))`` on CSR ``X`` (L-BFGS).
 
@@ -615,18 +629,18 @@ def loss_and_grads_sparse(
     dt = data.dtype.type
     wsum = float(sample_weight.sum())
     rows = workspace.buffers[12][:0]  # every row, in order
-    with _compiled_call(parallel, False, blas_threads, n * W2.size) as run:
+    with _compiled_call(parallel, False, blas_threads, n * W2.size, n_shares) as run:
         loss = run._loss_and_grads_sparse(
             data, indices, indptr, rows, Y, sample_weight, dt(1.0 / wsum), W1, b1, W2, b2,
             dt(alpha), K.ACTIVATION_CODES[activation], OUTPUT_CODES[output], workspace.buffers,
-            0, False, True, _chunks(parallel), workspace.group_buffers,
+            0, False, True, n_shares if parallel else 1, workspace.group_buffers,
         )
     return loss, workspace.buffers[7:11]
 
 
 def forward_proba_sparse(
     data, indices, indptr, params, *, activation="relu", output="softmax", block=1024,
-    parallel=False, blas_threads=None, argmax=False,
+    parallel=False, blas_threads=None, n_shares=1, argmax=False,
 ):
     """Output probabilities (n_samples, n_outputs) of CSR ``X``, in blocks of rows.
 
@@ -638,7 +652,7 @@ def forward_proba_sparse(
     n = indptr.shape[0] - 1
     _check_arrays(data, indices, indptr, n, params, False)
     work = min(n, block) * W2.size
-    with _compiled_call(parallel and n > 1, False, blas_threads, work) as run:
+    with _compiled_call(parallel and n > 1, False, blas_threads, work, n_shares) as run:
         P, labels = run._forward_proba_sparse(
             data, indices, indptr, W1, b1, W2, b2, K.ACTIVATION_CODES[activation],
             OUTPUT_CODES[output], max(1, int(block)), bool(argmax),

@@ -55,13 +55,18 @@ def test_full_batch_workspace_holds_no_copy_of_X(make_problem):
 
 
 def test_kernel_options_come_from_the_shapes_alone():
-    tiny = S.kernel_options(200, 64, 100)  # digits: 1.3M multiply-adds per forward pass
-    assert tiny == {"use_blas": True, "parallel": False, "blas_threads": 1}
-    # a large batch: BLAS with the process's count (or n_threads), kernels on this thread
-    assert S.kernel_options(200, 784, 100) == {
-        "use_blas": True, "parallel": False, "blas_threads": None
-    }
-    assert S.kernel_options(200, 784, 100, n_threads=2)["blas_threads"] == 2
-    assert S.kernel_options(1, 784, 100, n_threads=2)["blas_threads"] == 1
-    # nothing is timed: no chooser is left to consult
+    from fastmlp._jit import max_threads
+
+    one = {"use_blas": True, "parallel": False, "blas_threads": 1, "n_shares": 1}
+    assert S.kernel_options(200, 64, 100) == one  # digits: 1.3M multiply-adds per forward pass
+    assert S.kernel_options(200, 64, 100, n_threads=2) == one
+    # a large batch: split into one share per thread, BLAS on one thread inside each
+    assert S.kernel_options(200, 784, 100) == dict(one, n_shares=max_threads())
+    assert S.kernel_options(200, 784, 100, n_threads=2)["n_shares"] == min(2, max_threads())
+    assert S.kernel_options(200, 784, 100, n_threads=1) == one
+    assert S.kernel_options(200, 784, 100, n_threads=10_000)["n_shares"] == max_threads()
+    assert S.kernel_options(1, 784, 100, n_threads=2) == one
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="n_threads"):
+            S.kernel_options(200, 784, 100, n_threads=bad)
     assert not hasattr(S, "choose_kernel_options")
