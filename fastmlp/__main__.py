@@ -131,6 +131,25 @@ def _nonnegative_float(text: str) -> float:
     return value
 
 
+_GRADCHECK_MAX_ALPHA = 1e3
+
+
+def _gradcheck_alpha(text: str) -> float:
+    """``gradcheck --alpha``: a penalty whose finite differences float64 can still resolve.
+
+    The penalty enters every node's loss as a constant of size ``alpha``; central
+    differences of that constant lose ``alpha * 1e-16 / eps`` to rounding, which
+    from about 1e4 swamps the O(1) gradients of the logits, and near 1e300
+    overflows outright.
+    """
+    value = _nonnegative_float(text)
+    if value > _GRADCHECK_MAX_ALPHA:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from 0 to {_GRADCHECK_MAX_ALPHA:g}, got {text!r} (a larger "
+            "penalty swamps the other terms of the loss in float64 finite differences)")
+    return value
+
+
 def _label_column(text: str):
     """``--label-column``: an index, a header name, ``last`` or ``none``."""
     if text == "none":
@@ -501,9 +520,13 @@ def _curves_figure(model, title: str):
 def _plot(model, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
+    from ._files import save_figure
+
     fig = _curves_figure(model, title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)  # atomic: a failed write keeps the old file
+    finally:
+        plt.close(fig)
 
 
 def cmd_train(args) -> int:
@@ -636,7 +659,10 @@ def cmd_predict(args) -> int:
     if args.output is None or str(args.output) == "-":
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text)
+        from ._files import atomic_write
+
+        with atomic_write(args.output, "w") as f:  # a failed write keeps the old file
+            f.write(text)
         print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
     return 0
 
@@ -863,7 +889,50 @@ def cmd_bench(argv: Sequence[str]) -> int:
         raise CommandError("the benchmark module fastmlp/bench.py is not available in this "
                            "installation")
     bench = importlib.import_module("fastmlp.bench")
-    return int(bench.main(list(argv)) or 0)
+    with _ctrl_c_stops(bench, bench.bench_sparse):
+        return int(bench.main(list(argv)) or 0)
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(*modules):
+    """Make Ctrl-C stop code of ``modules`` even where a library swallows the interrupt.
+
+    ``MLPClassifier.partial_fit`` (a peer the bench times in this process) catches
+    ``KeyboardInterrupt``, warns and returns, and the bench would go on to its next
+    epoch. So SIGINT raises ``KeyboardInterrupt`` as usual, and also sets a profile
+    hook on the main thread that raises it again at the next call of a function of
+    ``modules``: if the first one was swallowed, the second ends the run there
+    (cleanup in other code, such as an atomic write removing its temporary, runs
+    undisturbed). Both are undone on leaving.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    files = {m.__file__ for m in modules}
+    previous_profile = sys.getprofile()
+
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename in files:
+            sys.setprofile(previous_profile)
+            raise KeyboardInterrupt
+
+    def on_sigint(signum, frame):
+        sys.setprofile(hook)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # pragma: no cover - signals unavailable here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.setprofile(previous_profile)
 
 
 # ---------------------------------------------------------------------- the parser
@@ -981,11 +1050,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d", type=_positive_int, default=5, help="features, D")
     p.add_argument("--hidden", type=_positive_int, default=4, help="hidden units, H")
     p.add_argument("--classes", type=_at_least_two, default=3, help="classes, C")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the random inputs, labels and weights")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the random inputs, labels and weights (0 to 2**32 - 1)")
     p.add_argument("--activation", choices=ACTIVATIONS, default="relu",
                    help="hidden activation, as in TwoLayerClassifier")
-    p.add_argument("--alpha", type=_nonnegative_float, default=0.1, help="L2 penalty")
+    p.add_argument("--alpha", type=_gradcheck_alpha, default=0.1,
+                   help=f"L2 penalty, 0 to {_GRADCHECK_MAX_ALPHA:g}")
     p.add_argument("--eps", type=_positive_float, default=1e-6,
                    help="finite-difference step")
     p.add_argument("--tol", type=_positive_float, default=1e-6,

@@ -36,6 +36,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import _sparse, solvers, solvers_sparse
 from ._jit import thread_count
+from ._weights import check_weights
+from ._weights import unpack_weights as _unpack_weights
 from ._progress import NullProgress, Progress
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -332,17 +334,18 @@ class BaseTwoLayer(BaseEstimator):
         if first_pass:
             W1, b1, W2, b2 = self._init_params(rng, n_features, dt)
         else:
-            W1, W2 = self.coefs_
-            b1, b2 = self.intercepts_
-            if W1.shape[1] != self.hidden_units:
+            W1, W2, b1, b2 = _unpack_weights(self.coefs_, self.intercepts_)
+            if np.ndim(W1) == 2 and W1.shape[1] != self.hidden_units:
                 raise ValueError(
                     f"hidden_units={self.hidden_units} but the fitted coefs_ have "
                     f"{W1.shape[1]} hidden units; refit with warm_start=False."
                 )
-            if W2.shape[1] != self.n_outputs_:
+            if np.ndim(W2) == 2 and W2.shape[1] != self.n_outputs_:
                 raise ValueError(
                     f"y has {self.n_outputs_} outputs but the fitted coefs_ have "
                     f"{W2.shape[1]}; refit with warm_start=False."
+            # then every shape against every other and the fitted widths
+            check_weights(self, W1, b1, W2, b2, n_features)
                 )
             W1, b1, W2, b2 = (np.array(p, dtype=dt, order="C") for p in (W1, b1, W2, b2))
         self.coefs_ = [W1, W2]
@@ -677,6 +680,12 @@ class BaseTwoLayer(BaseEstimator):
                         ConvergenceWarning,
                         stacklevel=3,
                     )
+            if incremental:
+                # partial_fit lets Ctrl-C stop the caller's loop (scikit-learn's swallows
+                # it, and a loop of calls could then never be stopped): _fit puts the
+                # model back as the previous call left it, the last whole update
+                bar.close()
+                raise
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
         except BaseException:
@@ -888,8 +897,7 @@ class BaseTwoLayer(BaseEstimator):
         coefs = d.get("coefs_")
         if coefs is None:
             check_is_fitted(self)  # raises NotFittedError with the usual message
-        W1, W2 = coefs
-        b1, b2 = self.intercepts_
+        W1, W2, b1, b2 = _unpack_weights(coefs, self.intercepts_)
         dt = getattr(W1, "dtype", None)
         # identity first: NumPy's float dtypes are singletons, and comparing
         # dtypes with == costs about 0.1 us each, a tenth of a one-row predict
@@ -905,16 +913,8 @@ class BaseTwoLayer(BaseEstimator):
         ):
             # (arrays already right, whose dtype is merely equal, are not copied)
             W1, b1, W2, b2 = (np.ascontiguousarray(p, dtype=dt) for p in (W1, b1, W2, b2))
-        try:  # unpacking the shapes: the cheapest check in Python (0.25 us, half of .ndim's)
-            (_, H), (H2, C) = W1.shape, W2.shape
-            consistent = H2 == H and b1.shape == (H,) and b2.shape == (C,)
-        except ValueError:  # a weight matrix that is not 2-D
-            consistent = False
-        if not consistent:
-            raise ValueError(
-                "coefs_ and intercepts_ are inconsistent: expected [W1 (D, H), W2 (H, C)] and "
-                f"[b1 (H,), b2 (C,)], got shapes {[W1.shape, W2.shape, b1.shape, b2.shape]}."
-            )
+        # every shape against every other and the fitted widths, before a kernel reads them
+        check_weights(self, W1, b1, W2, b2)
         return W1, b1, W2, b2
 
     def _output(self, X, argmax=False):
@@ -950,6 +950,9 @@ class BaseTwoLayer(BaseEstimator):
                     "is required."
                 )
             return self._forward_sparse(Xs, params, argmax)
+        if sp.issparse(Xc):  # a DataFrame of pandas sparse columns comes back a CSR, as in fit
+            return self._forward_sparse(_sparse.CSRArrays.of(Xc, dt, canonical=False), params,
+                                        argmax)
         Xc = validate_data(self, X, reset=False, accept_sparse=_SPARSE_FORMATS, dtype=dt, order="C")
         return self._forward(_writeable(Xc), params, argmax, check_finite=False)
 

@@ -1,7 +1,7 @@
-"""Reading files a user hands us: regular files only, bounded reads, ``.npz`` headers first.
+"""Files: reading what a user hands us safely, and writing ours atomically.
 
-Shared by :mod:`fastmlp.datasets` (data files) and :mod:`fastmlp.model_io` (model
-files), which may come from anyone:
+Reading, shared by :mod:`fastmlp.datasets` (data files) and :mod:`fastmlp.model_io`
+(model files), which may come from anyone:
 
 - :func:`open_regular` refuses devices, pipes, sockets and directories (``/dev/zero``
   would be read until memory runs out, a FIFO would block the open forever);
@@ -11,22 +11,33 @@ files), which may come from anyone:
   can check names, sizes, dtypes and shapes before anything is decompressed. ``np.load``
   decompresses a member before it can be checked (a 2 MB archive can inflate to
   gigabytes), and lets the later of two members with one name win silently.
+
+Writing: :func:`atomic_write` is the one way the package writes a file (models,
+predictions, plots, benchmark reports, datasets). The data go to a temporary file in
+the target's folder, are flushed and fsynced, and only then replace the target
+(``os.replace``, atomic on POSIX). A failure part-way (disk full, read-only folder,
+Ctrl-C, a kill) leaves the previous file byte for byte: opening the target with
+``"wb"`` would have truncated it first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import secrets
 import stat
 import struct
 import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_FILE_BYTES", "Member", "NpzArchive", "open_regular", "read_bounded"]
+__all__ = ["MAX_FILE_BYTES", "Member", "NpzArchive", "atomic_write", "open_regular",
+           "read_bounded", "save_figure"]
 
 MAX_FILE_BYTES = 2**31
 """Default bound, in bytes, on what one data or model file may make us read or allocate."""
@@ -73,6 +84,98 @@ def open_regular(path):
     except BaseException:
         os.close(fd)
         raise
+
+
+TEMP_SUFFIX = ".fastmlp-tmp"
+"""Ending of :func:`atomic_write`'s temporary files (``.<name>.<random>.fastmlp-tmp``)."""
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb", **kwargs):
+    """Open a temporary file that replaces ``path`` when the ``with`` block succeeds.
+
+    The temporary is created beside ``path`` (same folder, so the same file system,
+    and ``os.replace`` is one atomic rename) with the permissions ``open`` would give
+    a new file (0o666 less the umask), or those of the file it replaces. On leaving
+    the block normally it is flushed, fsynced and renamed over ``path``; on any
+    exception (``OSError`` ENOSPC, ``KeyboardInterrupt``, ...) it is closed and
+    removed and the exception propagates: ``path`` keeps its previous content, and
+    no temporary is left behind. A process killed part-way leaves ``path`` intact
+    too (and a temporary named ``.<name>.<random>.fastmlp-tmp``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write. A symbolic link is written through (its target is
+        replaced), as ``open`` would.
+    mode : {'wb', 'w'}, default='wb'
+        Binary or text.
+    **kwargs
+        Passed to ``open`` for text mode (``encoding``, ``newline``).
+
+    Yields
+    ------
+    file object
+        The open temporary file.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_write: mode must be 'wb' or 'w', got {mode!r}")
+    target = Path(os.path.realpath(path))
+    try:
+        keep_mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        keep_mode = None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for open()
+            break
+        except FileExistsError:  # pragma: no cover - 32 random bits taken
+            continue
+    try:
+        try:
+            f = os.fdopen(fd, mode, **kwargs)
+        except BaseException:
+            os.close(fd)
+            raise
+        with f:
+            if keep_mode is not None:
+                os.chmod(fd, keep_mode)
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(target.parent)
+
+
+def save_figure(fig, path, **kwargs) -> None:
+    """``fig.savefig(path, **kwargs)`` through :func:`atomic_write`.
+
+    The format comes from the name's suffix, as ``savefig`` takes it from a path
+    (matplotlib's default format when there is none).
+    """
+    fmt = kwargs.pop("format", None) or Path(path).suffix[1:].lower() or None
+    with atomic_write(path) as f:
+        fig.savefig(f, format=fmt, **kwargs)
+
+
+def _fsync_folder(folder) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - a file system without directory fsync
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_bounded(fh, max_bytes: int, where) -> bytes:

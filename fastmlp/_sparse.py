@@ -25,12 +25,22 @@ import scipy.sparse as sp
 __all__ = ["CSRArrays", "as_csr", "check_csr", "check_csr_arrays"]
 
 
+_INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
 def _index_array(a, what, name):
+    """``a`` as a 1-D int32 or int64 array, refused (``ValueError``) otherwise.
+
+    Decided on the dtype alone, before any conversion: an unsigned array (whose
+    values a ``< 0`` test never catches, and which may not fit int64) or another
+    integer width is refused rather than cast, since a cast could wrap. scipy
+    itself only ever makes int32 or int64 index arrays.
+    """
     a = np.asarray(a)
-    if a.ndim != 1 or a.dtype.kind not in "iu":
+    if a.ndim != 1 or a.dtype not in _INDEX_DTYPES:
         raise ValueError(
-            f"{name} is a malformed sparse matrix: {what} must be a 1-D integer array, "
-            f"got shape {a.shape} and dtype {a.dtype}"
+            f"{name} is a malformed sparse matrix: {what} must be a 1-D int32 or int64 "
+            f"array, got shape {a.shape} and dtype {a.dtype}"
         )
     return a
 
@@ -40,21 +50,28 @@ def _check_compressed(indptr, indices, n_major, n_minor, n_data, name):
 
     ``n_major`` rows (CSR; columns for CSC) of ``n_minor`` entries each;
     ``n_data`` stored values.
+
+    No arithmetic on the stored values (``np.diff`` wraps around near the limits
+    of the dtype, so ``[0, 2**63 - 1, -2, 3]`` would pass a ``diff >= 0`` test):
+    only comparisons, of neighbours and of every value with ``0`` and ``nnz``.
     """
     indptr = _index_array(indptr, "indptr", name)
     indices = _index_array(indices, "indices", name)
     bad = f"{name} is a malformed sparse matrix:"
     if indptr.shape[0] != n_major + 1:
         raise ValueError(f"{bad} indptr has {indptr.shape[0]} entries, expected {n_major + 1}")
+    nnz = indices.shape[0]
+    if n_data != nnz:
+        raise ValueError(f"{bad} {nnz} indices but {n_data} values (they must agree)")
     if indptr[0] != 0:
         raise ValueError(f"{bad} indptr starts at {indptr[0]}, expected 0")
-    nnz = indices.shape[0]
-    if int(indptr[-1]) != nnz or n_data != nnz:
+    if indptr[-1] != nnz:
         raise ValueError(
-            f"{bad} indptr ends at {indptr[-1]}, with {nnz} indices and {n_data} values "
-            "(all three must agree)"
+            f"{bad} indptr ends at {indptr[-1]}, with {nnz} indices and values (they must agree)"
         )
-    if n_major and (np.diff(indptr) < 0).any():
+    if ((indptr < 0) | (indptr > nnz)).any():
+        raise ValueError(f"{bad} indptr holds values outside [0, {nnz}] (nnz)")
+    if (indptr[1:] < indptr[:-1]).any():
         raise ValueError(f"{bad} indptr is not monotone (a row would end before it starts)")
     if nnz:
         lo, hi = indices.min(), indices.max()
@@ -125,43 +142,129 @@ def check_csr_arrays(data, indices, indptr, n_features, *, n_samples=None, name=
     _check_finite(data, data.dtype, name)
 
 
+def _values_1d(data, name):
+    data = _check_values(data, name)
+    if data.ndim != 1:
+        raise ValueError(
+            f"{name} is a malformed sparse matrix: data must be 1-D, got shape {data.shape}"
+        )
+    return data
+
+
+def _check_coo(row, col, data, n, D, name):
+    row = _index_array(row, "row", name)
+    col = _index_array(col, "col", name)
+    data = _values_1d(data, name)
+    if not (row.shape[0] == col.shape[0] == data.shape[0]):
+        raise ValueError(
+            f"{name} is a malformed sparse matrix: row, col and data have lengths "
+            f"{row.shape[0]}, {col.shape[0]} and {data.shape[0]}"
+        )
+    for what, idx, bound in (("row", row, n), ("col", col, D)):
+        if idx.size and (idx.min() < 0 or idx.max() >= bound):
+            raise ValueError(
+                f"{name} is a malformed sparse matrix: {what} indices must lie in "
+                f"[0, {bound}), found values from {idx.min()} to {idx.max()}"
+            )
+    return row, col, data
+
+
+def _check_lil(X, n, name):
+    """Check the structure scipy's compiled LIL-to-CSR copy trusts.
+
+    ``lil_get_lengths``/``lil_flatten_to_array`` size the output from ``rows``
+    and then copy ``data`` into it: a ``data`` list longer than its ``rows`` list,
+    or fewer than ``n`` rows, writes or reads past the arrays (heap corruption).
+    """
+    rows, vals = X.rows, X.data
+    bad = f"{name} is a malformed sparse matrix (LIL):"
+    for what, a in (("rows", rows), ("data", vals)):
+        if not (isinstance(a, np.ndarray) and a.dtype == object and a.shape == (n,)):
+            raise ValueError(f"{bad} {what} must be an object array of {n} lists")
+    for i, (r, v) in enumerate(zip(rows, vals, strict=True)):
+        if type(r) is not list or type(v) is not list or len(r) != len(v):
+            raise ValueError(
+                f"{bad} row {i} must hold two lists of one length (column indices, values)"
+            )
+
+
+def _dia_to_coo(X, n, D, name):
+    """The COO arrays of a DIA matrix, made in NumPy (scipy's ``dia_tocsr`` trusts its arrays).
+
+    Explicit zeros are dropped, as scipy's conversions of DIA do.
+    """
+    data = _check_values(X.data, name)
+    offsets = _index_array(X.offsets, "offsets", name)
+    if data.ndim != 2 or data.shape[0] != offsets.shape[0]:
+        raise ValueError(
+            f"{name} is a malformed sparse matrix (DIA): data of shape {data.shape} for "
+            f"{offsets.shape[0]} offsets (expected one row of data per offset)"
+        )
+    L = data.shape[1]
+    rows, cols, vals = [], [], []
+    for k, o in enumerate(offsets.tolist()):  # Python ints: no wrap-around
+        j0, j1 = max(0, o), min(D, L, n + o)  # column j holds entry (j - o, j)
+        if j1 > j0:
+            j = np.arange(j0, j1, dtype=np.int64)
+            v = data[k, j0:j1]
+            keep = v != 0
+            rows.append(j[keep] - o)
+            cols.append(j[keep])
+            vals.append(v[keep])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, data.dtype)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
+
 def _to_csr(X, name):
-    """Return a CSR of ``X`` with validated arrays: the caller's object itself when CSR."""
+    """Return a CSR of ``X`` with validated arrays: the caller's object itself when CSR.
+
+    Every format's raw arrays are checked before scipy's compiled conversions
+    (``csr_tocsc``, ``coo_tocsr``, ``bsr_tocsr``, the LIL copy) read them: those
+    trust their input, and crash the process on arrays overwritten after
+    construction. DIA is converted in NumPy; DOK (a dict of coordinates) through
+    scipy's COO constructor, which checks them.
+    """
     if not sp.issparse(X):
         raise TypeError(f"{name} must be a scipy sparse matrix or array, got {type(X).__name__}")
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got a sparse array of shape {X.shape}")
-    n, D = X.shape
+    n, D = (int(d) for d in X.shape)
     fmt = X.format
     if fmt == "csr":
-        _check_compressed(X.indptr, X.indices, n, D, _check_values(X.data, name).size, name)
+        _check_compressed(X.indptr, X.indices, n, D, _values_1d(X.data, name).size, name)
         return X
     if fmt == "csc":
-        _check_compressed(X.indptr, X.indices, D, n, _check_values(X.data, name).size, name)
+        _check_compressed(X.indptr, X.indices, D, n, _values_1d(X.data, name).size, name)
+        csr = X.tocsr()
     elif fmt == "coo":
-        data = _check_values(X.data, name)
-        row = _index_array(X.row, "row", name)
-        col = _index_array(X.col, "col", name)
-        if not (row.shape[0] == col.shape[0] == data.shape[0]):
-            raise ValueError(
-                f"{name} is a malformed sparse matrix: row, col and data have lengths "
-                f"{row.shape[0]}, {col.shape[0]} and {data.shape[0]}"
-            )
-        for what, idx, bound in (("row", row, n), ("col", col, D)):
-            if idx.size and (idx.min() < 0 or idx.max() >= bound):
-                raise ValueError(
-                    f"{name} is a malformed sparse matrix: {what} indices must lie in "
-                    f"[0, {bound}), found values from {idx.min()} to {idx.max()}"
-                )
+        _check_coo(X.row, X.col, X.data, n, D, name)
+        csr = X.tocsr()
     elif fmt == "bsr":
-        R, Cb = X.blocksize
         data = _check_values(X.data, name)
-        if data.ndim != 3 or data.shape[1:] != (R, Cb) or n % R or D % Cb:
-            raise ValueError(f"{name} is a malformed sparse matrix: bad blocks")
+        if data.ndim != 3 or 0 in data.shape[1:] or n % data.shape[1] or D % data.shape[2]:
+            raise ValueError(
+                f"{name} is a malformed sparse matrix (BSR): blocks of shape {data.shape[1:]} "
+                f"do not tile a {n} x {D} matrix"
+            )
+        R, Cb = data.shape[1:]
         _check_compressed(X.indptr, X.indices, n // R, D // Cb, data.shape[0], name)
-    # dia, lil, dok: converted by NumPy-level code, checked below as any CSR
-    csr = X.tocsr()
-    _check_compressed(csr.indptr, csr.indices, n, D, _check_values(csr.data, name).size, name)
+        csr = X.tocsr()
+    elif fmt == "lil":
+        _check_lil(X, n, name)
+        csr = X.tocsr()
+    elif fmt == "dia":
+        row, col, data = _check_coo(*_dia_to_coo(X, n, D, name), n, D, name)
+        csr = sp.csr_matrix(sp.coo_matrix((data, (row, col)), shape=(n, D)))
+    elif fmt == "dok":
+        try:
+            csr = X.tocsr()  # the COO constructor checks the coordinates
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+            raise ValueError(f"{name} is a malformed sparse matrix (DOK): {exc}") from None
+    else:
+        raise ValueError(f"{name}: sparse format {fmt!r} is not supported")
+    # checked again as the CSR the kernels will read
+    _check_compressed(csr.indptr, csr.indices, n, D, _values_1d(csr.data, name).size, name)
     return csr
 
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from . import bench_sparse, reference
 from . import solvers as S
+from ._files import atomic_write, save_figure
 
 # The network and training settings shared by every implementation.
 HIDDEN = 100
@@ -1793,8 +1794,10 @@ def save_png(rep: Report, path: str) -> None:
         ax.set_title(f"{wl}, {dt}: seconds per epoch (dashed: GEMM floor)", fontsize=10)
         ax.tick_params(labelsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)  # atomic: a failed write keeps the old file
+    finally:
+        plt.close(fig)
 
 
 # ------------------------------------------------------------------------ main
@@ -2002,7 +2005,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = run(args, command)
     print(format_report(rep), flush=True)
     if args.json:
-        with open(args.json, "w") as f:
+        with atomic_write(args.json, "w") as f:  # a failed write keeps the old file
             json.dump(rep.to_json(), f, indent=1, default=str)
         print(f"\nraw numbers written to {args.json}")
     if args.png:

@@ -493,6 +493,15 @@ class TwoLayerClassifier(ClassifierMixin, BaseTwoLayer):
         -------
         self : TwoLayerClassifier
             The updated estimator.
+
+        Raises
+        ------
+        KeyboardInterrupt
+            On Ctrl-C during the call, once the model is back as the previous
+            call left it (its last whole update), so that a loop of
+            ``partial_fit`` calls stops. ``MLPClassifier.partial_fit`` swallows
+            the interrupt with a warning instead; ``fit`` does too, keeping the
+            weights of the last whole epoch.
         """
         first_call = self.__dict__.get("classes_") is None
         if first_call and classes is None:

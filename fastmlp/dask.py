@@ -36,6 +36,35 @@ __all__ = ["WarmUp", "warm_up", "warm_up_local"]  # noqa: F822 (WarmUp: module _
 DEFAULT_DTYPES = ("float32", "float64")
 
 
+def _dtype_names(dtypes) -> tuple:
+    """``dtypes`` as a tuple of 'float32'/'float64': one dtype (a string too) or a sequence.
+
+    A single string is one dtype, not a sequence of characters.
+    """
+    import numpy as np
+
+    if isinstance(dtypes, (str, bytes, type, np.dtype)):
+        dtypes = (dtypes,)
+    try:
+        items = tuple(dtypes)
+    except TypeError:
+        raise ValueError(f"dtypes must be a working dtype or a sequence of them "
+                         f"('float32', 'float64'), got {dtypes!r}") from None
+    names = []
+    for d in items:
+        try:
+            name = np.dtype(d).name
+        except TypeError:
+            name = None
+        if name not in DEFAULT_DTYPES:
+            raise ValueError(f"dtypes: {d!r} is not a working dtype (expected 'float32' or "
+                             "'float64')")
+        names.append(name)
+    if not names:
+        raise ValueError("dtypes is empty: give 'float32', 'float64' or both")
+    return tuple(names)
+
+
 def warm_up_local(dtypes=DEFAULT_DTYPES) -> dict:
     """Run a tiny fit per working dtype in this process; return what it took.
 
@@ -46,8 +75,8 @@ def warm_up_local(dtypes=DEFAULT_DTYPES) -> dict:
 
     Parameters
     ----------
-    dtypes : sequence of {'float32', 'float64'}, default=('float32', 'float64')
-        Working dtypes to warm.
+    dtypes : {'float32', 'float64'} or a sequence of them, default=('float32', 'float64')
+        Working dtypes to warm (a single string is one dtype).
 
     Returns
     -------
@@ -64,6 +93,7 @@ def warm_up_local(dtypes=DEFAULT_DTYPES) -> dict:
 
     from .classifier import TwoLayerClassifier
 
+    dtypes = _dtype_names(dtypes)
     start = time.perf_counter()
     rng = np.random.default_rng(0)
     X = rng.random((40, 5))
@@ -101,7 +131,7 @@ def warm_up(client=None, dtypes=DEFAULT_DTYPES, *, timeout=600) -> dict:
     ----------
     client : distributed.Client, default=None
         The client of the cluster; None takes the current default client.
-    dtypes : sequence of {'float32', 'float64'}, default=('float32', 'float64')
+    dtypes : {'float32', 'float64'} or a sequence of them, default=('float32', 'float64')
         Working dtypes to warm.
     timeout : float, default=600
         Seconds to wait for each of the two rounds (a cold compile takes tens of
@@ -116,8 +146,8 @@ def warm_up(client=None, dtypes=DEFAULT_DTYPES, *, timeout=600) -> dict:
 
     if client is None:
         client = default_client()
+    dtypes = _dtype_names(dtypes)
     workers = sorted(client.scheduler_info(**_all_workers(client))["workers"])
-    dtypes = tuple(dtypes)
     results = {}
     for group in (workers[:1], workers[1:]):
         futures = {
@@ -161,7 +191,7 @@ def _warm_up_class():
 
             Parameters
             ----------
-            dtypes : sequence of {'float32', 'float64'}, default=('float32', 'float64')
+            dtypes : {'float32', 'float64'} or a sequence of them, default=('float32', 'float64')
                 Working dtypes to warm.
             """
 
@@ -169,7 +199,7 @@ def _warm_up_class():
             idempotent = True
 
             def __init__(self, dtypes=DEFAULT_DTYPES):
-                self.dtypes = tuple(dtypes)
+                self.dtypes = _dtype_names(dtypes)
                 self.result = None
 
             async def setup(self, worker):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import MAX_FILE_BYTES, NpzArchive, open_regular, read_bounded
+from ._files import MAX_FILE_BYTES, NpzArchive, atomic_write, open_regular, read_bounded
 
 __all__ = [
     "DEBIAN_DIR",
@@ -231,13 +231,13 @@ def write_idx(path, array, *, compress: bool | None = None) -> Path:
     payload = header + np.ascontiguousarray(arr, dtype=_IDX_DTYPES[_IDX_CODES[key]]).tobytes()
     if compress is None:
         compress = path.name.endswith(".gz")
-    if compress:
-        with open(path, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0
-        ) as gz:
-            gz.write(payload)
-    else:
-        path.write_bytes(payload)
+    with atomic_write(path) as raw:  # a failed write keeps the previous file
+        if compress:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9,
+                               mtime=0) as gz:
+                gz.write(payload)
+        else:
+            raw.write(payload)
     return path
 
 
@@ -417,10 +417,12 @@ def make_fashion_mnist_sample(
     write_idx(out_dir / names["train_images"], images[keep])
     write_idx(out_dir / names["train_labels"], labels[keep])
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        shutil.copyfile(source_dir / name, out_dir / name)
+        with open_regular(source_dir / name) as src, atomic_write(out_dir / name) as dst:
+            shutil.copyfileobj(src, dst)
     files = sorted([*names.values(), "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"])
     sums = {name: sha256_file(out_dir / name) for name in files}
-    (out_dir / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for n, h in sums.items()))
+    with atomic_write(out_dir / "SHA256SUMS", "w") as f:
+        f.write("".join(f"{h}  {n}\n" for n, h in sums.items()))
     return sums
 
 
@@ -517,6 +519,9 @@ def _values(values, where: str) -> np.ndarray:
 
 def _targets(values, where: str, target: str) -> np.ndarray:
     """``y`` as class labels (``target='labels'``) or as numbers (``'values'``)."""
+    if np.ndim(values) == 0:
+        raise ValueError(f"{where}: targets must hold one per row, got a single value "
+                         "(a 0-d array)")
     return _values(values, where) if target == "values" else _labels(values, where)
 
 
@@ -768,8 +773,12 @@ def _load_csv(path: Path, raw: bytes, label_column, target: str = "labels",
         and all(j < len(r) and _is_number(r[j]) for r in following)
         for j, c in enumerate(rows[0])
     ):
+        header_line = lines[0]
         header, rows, lines = [c.strip() for c in rows[0]], rows[1:], lines[1:]
     width = len(rows[0])
+    if header is not None and len(header) != width:
+        raise ValueError(f"{path}: the header row (line {header_line}) has "
+                         f"{len(header)} fields but line {lines[0]} has {width}")
     for i, row in enumerate(rows):
         if len(row) != width:
             raise ValueError(f"{path}: line {lines[i]} has {len(row)} fields, expected {width}")

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import MAX_FILE_BYTES, NpzArchive, open_regular
+from ._files import MAX_FILE_BYTES, NpzArchive, atomic_write, open_regular
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "REGRESSOR_FORMAT_NAME", "load_model",
            "save_model"]
@@ -228,7 +228,9 @@ def save_model(model, path) -> Path:
         arr = np.asarray(value)
         arrays[a] = arr.astype(str) if arr.dtype.kind == "O" else arr
     arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True))
-    with open(path, "wb") as f:
+    # a temporary beside path, renamed over it once complete: a failed write (disk
+    # full, Ctrl-C, a kill) leaves the previous file as it was
+    with atomic_write(path) as f:
         np.savez(f, **arrays)
     return path
 
@@ -447,9 +449,14 @@ def _check_headers(members: dict, fmt: str, params: dict, fitted: dict, path: Pa
            f"n_features_in_={fitted['n_features_in_']} but coefs_0 has {D} rows")
     _check(fitted["n_outputs_"] == C, path,
            f"n_outputs_={fitted['n_outputs_']} but coefs_1 has {C} columns")
-    hidden = params.get("hidden_units")
-    _check(hidden is None or hidden == H, path,
-           f"hidden_units={hidden} but coefs_0 has {H} columns")
+    # the loaded model takes the default for a parameter the file leaves out: that
+    # default must fit the weights too (a file is untrusted; nothing is guessed)
+    if "hidden_units" in params:
+        hidden, said = params["hidden_units"], "hidden_units={}"
+    else:
+        hidden, said = _estimator_class(fmt)().hidden_units, "params has no hidden_units " \
+            "(so the default, {}, would apply)"
+    _check(hidden == H, path, f"{said.format(hidden)} but coefs_0 has {H} columns")
 
     for a in _OPTIONAL_ARRAYS:
         if a not in members:

@@ -355,6 +355,15 @@ class TwoLayerRegressor(RegressorMixin, BaseTwoLayer):
         -------
         self : TwoLayerRegressor
             The updated estimator.
+
+        Raises
+        ------
+        KeyboardInterrupt
+            On Ctrl-C during the call, once the model is back as the previous
+            call left it (its last whole update), so that a loop of
+            ``partial_fit`` calls stops. ``MLPClassifier.partial_fit`` swallows
+            the interrupt with a warning instead; ``fit`` does too, keeping the
+            weights of the last whole epoch.
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
