@@ -252,3 +252,45 @@ def test_a_count_above_the_cores_is_capped():
     a = TwoLayerClassifier(n_threads=10_000, max_iter=2, random_state=0).fit(X, y)
     b = TwoLayerClassifier(n_threads=_jit.max_threads(), max_iter=2, random_state=0).fit(X, y)
     assert_array_equal(a.coefs_[0], b.coefs_[0])
+
+
+_CONCURRENT_FITS = """
+import threading, warnings
+import numpy as np
+from fastmlp import TwoLayerClassifier, _jit
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+X = rng.normal(size=(600, 784)).astype(np.float32)
+y = rng.integers(0, 10, 600)
+def fit(seed):
+    m = TwoLayerClassifier(hidden_units=50, max_iter=2, random_state=seed, n_threads=2)
+    return m.fit(X, y).coefs_[0]
+serial = [fit(s) for s in range(4)]
+out = [None] * 4
+threads = [threading.Thread(target=lambda s=s: out.__setitem__(s, fit(s))) for s in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert all((a == b).all() for a, b in zip(serial, out)), "threaded fits differ"
+print(_jit.threading_layer())
+"""
+
+
+@pytest.mark.parametrize("layer", [None, "workqueue"])
+def test_parallel_fits_from_four_threads_equal_serial_fits_on_each_layer(layer):
+    # in a child process: a layer that aborted on concurrent launches would kill it
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    if layer:
+        env["NUMBA_THREADING_LAYER"] = layer
+    r = subprocess.run([sys.executable, "-c", _CONCURRENT_FITS], capture_output=True, text=True,
+                       timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    used = r.stdout.split()[-1]
+    if layer:
+        assert used == layer
+    elif platform.machine() in ("x86_64", "AMD64"):
+        assert used == "tbb"  # a dependency there: regions launch from any thread
