@@ -8,7 +8,9 @@ Every compiled function in the package is built by :func:`jit`,
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import itertools
 import numbers
 import os
 import threading
@@ -98,6 +100,9 @@ _install_package_stamp()
 # for another key or version is a miss, compiled afresh and saved over.
 _CACHE_MAGIC = b"fastmlp-cache-1\0"
 _HEALED: list[str] = []  # what was removed, for the single warning
+_UNSAVED: list[str] = []  # functions whose code a full or read-only disk kept out
+# a save failing with these is no sign of damage: the disk is full or not writable
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class DamagedCacheEntry(Exception):
@@ -119,7 +124,20 @@ def _checked_cache_classes():
         """Index and data files whose data carry a digest and their key."""
 
         def save(self, key, data):
-            super().save(key, (_key_digest(key, self._source_stamp), data))
+            # The data file first, then the index that names it (Numba writes the
+            # index first): a write that fails part-way (a full disk) leaves no
+            # index naming a data file that is not there, which every later
+            # process would have taken for a damaged entry.
+            overloads = self._load_index()
+            data_name = overloads.get(key)
+            if data_name is None:
+                existing = set(overloads.values())
+                data_name = next(n for n in map(self._data_name, itertools.count(1))
+                                 if n not in existing)
+            self._save_data(data_name, (_key_digest(key, self._source_stamp), data))
+            if overloads.get(key) != data_name:
+                overloads[key] = data_name
+                self._save_index(overloads)
 
         def load(self, key):
             entry = super().load(key)
@@ -201,6 +219,24 @@ def _checked_cache_classes():
         def save_overload(self, sig, data):
             try:
                 super().save_overload(sig, data)
+            except OSError as error:
+                if error.errno not in _CANNOT_WRITE:
+                    self._heal(error)
+                    with contextlib.suppress(Exception):
+                        super().save_overload(sig, data)
+                    return
+                # nothing is damaged: the cache just cannot grow. Numba's own
+                # temporary is already gone; say why once, remove nothing
+                _UNSAVED.append(self._name)
+                if len(_UNSAVED) == 1:
+                    warnings.warn(
+                        f"fastmlp could not save compiled code to its cache in "
+                        f"{self._cache_path} ({error.strerror or error}); it works, but "
+                        "every new process compiles it again until the cache can be "
+                        "written (free space, or set NUMBA_CACHE_DIR)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
             except Exception as error:  # noqa: BLE001 - e.g. a damaged index file
                 self._heal(error)
                 with contextlib.suppress(Exception):  # the compiled code works anyway

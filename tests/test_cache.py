@@ -362,3 +362,47 @@ def test_ctrl_c_inside_llvms_object_callback_is_not_lost(tmp_path):
     assert "Exception ignored" not in done.stderr
     assert result["restored"]  # the terminal's handler back, no profile hook left
     assert result["again"] == 2
+
+
+_FIT_ON_A_FULL_DISK = """
+import warnings
+import numpy as np
+from fastmlp import TwoLayerClassifier
+X = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    TwoLayerClassifier(hidden_units=4, max_iter=2, random_state=0).fit(X, np.arange(40) % 2)
+for w in caught:
+    if issubclass(w.category, RuntimeWarning):
+        print("WARNING", w.message)
+"""
+
+
+def test_a_full_disk_says_so_and_removes_nothing(tmp_path):
+    # a cache that cannot grow is not damaged: one warning naming the cause, no
+    # "damaged entry", no index left naming a data file that was never written
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    try:
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                              capture_output=True, text=True, timeout=30)
+    except OSError as exc:
+        pytest.skip(f"cannot run mount: {exc}")
+    if proc.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not allowed here: {proc.stderr.strip()}")
+    try:
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(disk))
+        runs = [subprocess.run([sys.executable, "-c", _FIT_ON_A_FULL_DISK], capture_output=True,
+                               text=True, timeout=900, env=env) for _ in range(2)]
+        for r in runs:
+            assert r.returncode == 0, r.stderr[-2000:]
+            lines = [line for line in r.stdout.splitlines() if line.startswith("WARNING")]
+            assert len(lines) == 1, r.stdout
+            assert "No space left on device" in lines[0] and "damaged" not in lines[0]
+        for root, _, files in os.walk(disk):
+            names = set(files)
+            for index in (f for f in files if f.endswith(".nbi")):
+                stem = index[: -len(".nbi")]
+                assert any(f.startswith(stem + ".") and f.endswith(".nbc") for f in names), index
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=30)
