@@ -35,10 +35,9 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _sparse, solvers, solvers_sparse
-from ._jit import thread_count
+from ._progress import NullProgress, Progress
 from ._weights import check_weights
 from ._weights import unpack_weights as _unpack_weights
-from ._progress import NullProgress, Progress
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -344,9 +343,9 @@ class BaseTwoLayer(BaseEstimator):
                 raise ValueError(
                     f"y has {self.n_outputs_} outputs but the fitted coefs_ have "
                     f"{W2.shape[1]}; refit with warm_start=False."
+                )
             # then every shape against every other and the fitted widths
             check_weights(self, W1, b1, W2, b2, n_features)
-                )
             W1, b1, W2, b2 = (np.array(p, dtype=dt, order="C") for p in (W1, b1, W2, b2))
         self.coefs_ = [W1, W2]
         self.intercepts_ = [b1, b2]
@@ -680,13 +679,13 @@ class BaseTwoLayer(BaseEstimator):
                         ConvergenceWarning,
                         stacklevel=3,
                     )
+        except KeyboardInterrupt:
             if incremental:
                 # partial_fit lets Ctrl-C stop the caller's loop (scikit-learn's swallows
                 # it, and a loop of calls could then never be stopped): _fit puts the
                 # model back as the previous call left it, the last whole update
                 bar.close()
                 raise
-        except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
         except BaseException:
             bar.close()  # the line finished and the warning hook gone, on any error
@@ -950,10 +949,10 @@ class BaseTwoLayer(BaseEstimator):
                     "is required."
                 )
             return self._forward_sparse(Xs, params, argmax)
+        Xc = validate_data(self, X, reset=False, accept_sparse=_SPARSE_FORMATS, dtype=dt, order="C")
         if sp.issparse(Xc):  # a DataFrame of pandas sparse columns comes back a CSR, as in fit
             return self._forward_sparse(_sparse.CSRArrays.of(Xc, dt, canonical=False), params,
                                         argmax)
-        Xc = validate_data(self, X, reset=False, accept_sparse=_SPARSE_FORMATS, dtype=dt, order="C")
         return self._forward(_writeable(Xc), params, argmax, check_finite=False)
 
     def _forward(self, Xc, params, argmax, check_finite):

@@ -340,7 +340,8 @@ class FastmlpEpoch(EpochRunner):
         """Run one epoch."""
         p = self.problem
         if self.kwargs is None:
-            self.kwargs = S.kernel_options(p.batch_size, p.X.shape[1], p.hidden)
+            self.kwargs = S.kernel_options(p.batch_size, p.X.shape[1], p.hidden,
+                                           n_threads=self.threads)
         self.loss, self.step = S.run_epoch(
             p.X,
             p.Y,
