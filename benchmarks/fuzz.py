@@ -2,8 +2,10 @@
 
 Targets, each fed the bytes of one file:
 
-- ``model``: :func:`fastmlp.load_model`; a model that loads then predicts on a few
-  dense and CSR rows of its width, as ``python -m fastmlp predict`` does;
+- ``model``: :func:`fastmlp.load_model`; a model that loads must be consistent (weight
+  shapes against each other, ``n_features_in_``, ``n_outputs_``, ``hidden_units`` and
+  ``classes_``; finite), save again to the same weights, and predict on a few dense
+  and CSR rows of its width, as ``python -m fastmlp predict`` does;
 - ``csv``, ``npz``, ``svmlight``: :func:`fastmlp.datasets.load_file` (what the CLI's
   ``train``/``predict``/``evaluate`` read), the options (``target``, ``label_column``,
   ``n_features``) chosen from a checksum of the bytes; the data it returns must be what
@@ -58,11 +60,19 @@ _INSTRUMENTED = ["fastmlp.model_io", "fastmlp.datasets", "fastmlp._files", "fast
 
 
 class Harness:
-    """One target's test function; the file is rewritten for every input."""
+    """One target's test function; the file is rewritten for every input.
 
-    def __init__(self, target: str, workdir: Path):
+    ``tolerate``: further exception classes taken as clean refusals (a long run's way
+    past a known defect that already has its test; never in CI).
+    """
+
+    def __init__(self, target: str, workdir: Path, tolerate=()):
+        import builtins
+
         import numpy as np
 
+        global CLEAN_ERRORS
+        CLEAN_ERRORS = (ValueError, OSError, *(getattr(builtins, t) for t in tolerate))
         self.np = np
         self.target = target
         self.path = workdir / f"input{SUFFIX[target]}"
@@ -109,11 +119,37 @@ class Harness:
             model = load_model(self.path)
         except CLEAN_ERRORS:
             return
+        self._check_model(model)
         d = model.n_features_in_
         if 0 < d <= MAX_WIDTH:
             X = self.np.linspace(-1, 1, 3 * d).reshape(3, d)
             self._predict(model, X)
             self._predict(model, sp.csr_matrix(X))
+
+    def _check_model(self, model):
+        """What ``load_model`` promises of a model it returns: consistent, finite, re-savable."""
+        from fastmlp import load_model, save_model
+
+        np = self.np
+        W1, W2 = model.coefs_
+        b1, b2 = model.intercepts_
+        D, H = W1.shape
+        C = model.n_outputs_
+        assert model.n_features_in_ == D and model.hidden_units == H, (D, H, model.hidden_units)
+        assert b1.shape == (H,) and W2.shape == (H, C) and b2.shape == (C,), (
+            W1.shape, b1.shape, W2.shape, b2.shape, C)
+        assert len({W1.dtype, b1.dtype, W2.dtype, b2.dtype}) == 1
+        assert all(np.isfinite(a).all() for a in (W1, b1, W2, b2))
+        if hasattr(model, "classes_"):
+            k = len(model.classes_)
+            assert C == k or (k == 2 and C == 1), (C, k)
+        # a model that loads saves again, and loads as the same weights
+        again = self.path.with_name("resaved.npz")
+        save_model(model, again)
+        other = load_model(again)
+        for a, b in zip(model.coefs_ + model.intercepts_, other.coefs_ + other.intercepts_,
+                        strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
 
     def _load_file(self, data: bytes):
         import scipy.sparse as sp
@@ -152,8 +188,126 @@ class Harness:
                 self._predict(self._model(X.shape[1]), X)
 
 
+def zip_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+    """Mutate an ``.npz`` archive inside its members, then rezip it with valid CRCs.
+
+    Byte-level mutation of a zip rarely gets past the members' CRC-32 checks; this
+    mutator reaches the ``.npy`` headers, the arrays and the metadata JSON behind
+    them: it changes one member as an array (:func:`_mutate_array`) or mutates its
+    bytes (libFuzzer's own mutations), or drops, duplicates or renames a member, and
+    writes the archive again (stored or deflated). One input in five, and any input that is not a zip, gets plain
+    byte mutation, so the zip structure itself is fuzzed too.
+    """
+    import io
+    import random
+    import zipfile
+
+    import atheris
+
+    rng = random.Random(seed)
+    if rng.random() < 0.2:
+        return atheris.Mutate(data, max_size)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            members = [(i.filename, z.read(i)) for i in z.infolist()]
+    except Exception:  # not a readable zip: mutate its bytes
+        return atheris.Mutate(data, max_size)
+    if not members:
+        return atheris.Mutate(data, max_size)
+    k = rng.randrange(len(members))
+    name, body = members[k]
+    op = rng.random()
+    if op < 0.45:
+        members[k] = (name, _mutate_array(body, rng) or atheris.Mutate(body, len(body) + 256))
+    elif op < 0.8:
+        members[k] = (name, atheris.Mutate(body, len(body) + 256))
+    elif op < 0.87:
+        del members[k]
+    elif op < 0.94:
+        members.append((name, body))
+    else:
+        members[k] = (rng.choice([m[0] for m in members]) + rng.choice(["", ".npy", "x"]),
+                      body)
+    out = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if rng.random() < 0.3 else zipfile.ZIP_STORED
+    with zipfile.ZipFile(out, "w", method) as z:  # duplicate names warn: ignored in fuzz()
+        for n, b in members:
+            z.writestr(n, b)
+    return out.getvalue()[:max_size]
+
+
+def _mutate_array(body: bytes, rng) -> bytes | None:
+    """One ``.npy`` member changed as an array (shape, dtype, a value, or its JSON).
+
+    Byte mutation of an ``.npy`` rarely keeps its header and data the same size; these
+    changes keep the member well formed, so the checks behind the header (shapes
+    against each other and the metadata, values, parameters) are reached.
+    """
+    import io
+    import json
+
+    import numpy as np
+
+    try:
+        a = np.load(io.BytesIO(body), allow_pickle=False)
+    except Exception:
+        return None
+    op = rng.randrange(7)
+    if a.ndim == 0 and a.dtype.kind == "U":  # the metadata: a JSON document
+        try:
+            doc = json.loads(str(a))
+        except ValueError:
+            return None
+        paths = []
+
+        def walk(v, path):
+            paths.append(path)
+            if isinstance(v, dict):
+                for key, x in v.items():
+                    walk(x, (*path, key))
+            elif isinstance(v, list):
+                for i, x in enumerate(v):
+                    walk(x, (*path, i))
+
+        walk(doc, ())
+        path = rng.choice(paths[1:] or [()])
+        if not path:
+            return None
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        values = [None, 0, -1, 1, 2, 3, 10**20, 1e308, -0.5, "", "relu", "softmax", "exp",
+                  "float32", True, [], {}, [1, 2], {"__nan__": True}]
+        if op < 2 and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = rng.choice(values)
+        a = np.array(json.dumps(doc))
+    elif op == 0 and a.ndim >= 1 and a.shape[0] > 0:
+        a = a[:-1]  # one row fewer
+    elif op == 1 and a.ndim >= 1 and a.shape[0] > 0:
+        a = np.concatenate([a, a[-1:]])  # one row more
+    elif op == 2 and a.ndim == 2:
+        a = a.T.copy()
+    elif op == 3:
+        a = a.reshape(-1) if a.ndim != 1 else a.reshape(1, -1)
+    elif op == 4:
+        try:
+            a = a.astype(rng.choice(["float32", "float64", "int64", "U4", "bool", "float16"]))
+        except (ValueError, OverflowError):
+            return None
+    elif op == 5 and a.size and a.dtype.kind == "f":
+        a = a.copy()
+        a.flat[rng.randrange(a.size)] = rng.choice([np.nan, np.inf, 1e38, 5e-324, -0.0])
+    else:
+        a = a[:0] if a.ndim else a
+    out = io.BytesIO()
+    np.save(out, a, allow_pickle=False)
+    return out.getvalue()
+
+
 def fuzz(target: str, seconds: float, corpus_dirs: list[str], artifacts: str,
-         extra: list[str]) -> None:
+         extra: list[str], tolerate=()) -> None:
     """Run atheris on ``target`` in this process (atheris exits the process at the end)."""
     import atheris
 
@@ -169,13 +323,15 @@ def fuzz(target: str, seconds: float, corpus_dirs: list[str], artifacts: str,
     warnings.simplefilter("ignore")
     workdir = Path(tempfile.mkdtemp(prefix=f"fuzz-{target}-", dir="/dev/shm"
                                     if os.path.isdir("/dev/shm") else None))
-    harness = Harness(target, workdir)
+    harness = Harness(target, workdir, tolerate)
     if target != "model":
         harness._model(4)  # compile (or load from the cache) before the clock matters
     args = [sys.argv[0], f"-max_total_time={int(seconds)}", "-rss_limit_mb=4096",
+            "-max_len=65536",
             "-timeout=30", "-print_final_stats=1", f"-artifact_prefix={artifacts}/",
             *extra, *corpus_dirs]
-    atheris.Setup(args, harness)
+    mutator = zip_mutator if target in ("model", "npz") else None
+    atheris.Setup(args, harness, custom_mutator=mutator)
     atheris.Fuzz()
 
 
@@ -252,6 +408,9 @@ def main(argv=None) -> int:
     parser.add_argument("--artifacts", default=".", help="folder for crash-* inputs")
     parser.add_argument("--run", nargs="+", default=None, help="replay these inputs and exit")
     parser.add_argument("--make-corpus", action="store_true", help="rewrite the seed corpus")
+    parser.add_argument("--tolerate", nargs="+", default=[], metavar="EXCEPTION",
+                        help="also take these built-in exceptions as clean refusals (to run "
+                             "past a known defect that has its test)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
     if args.make_corpus:
@@ -261,7 +420,7 @@ def main(argv=None) -> int:
         return replay(args.target, args.run)
     targets = TARGETS if args.target == "all" else (args.target,)
     if args.child:
-        fuzz(targets[0], args.seconds, extra[:1], args.artifacts, extra[1:])
+        fuzz(targets[0], args.seconds, extra[:1], args.artifacts, extra[1:], args.tolerate)
         return 0  # not reached: atheris exits
     worst = 0
     for t in targets:
@@ -272,7 +431,8 @@ def main(argv=None) -> int:
         print(f"== {t}: {args.seconds:.0f} s from {len(list(grow.iterdir()))} inputs", flush=True)
         proc = subprocess.run([sys.executable, __file__, t, "--child", "--seconds",
                                str(args.seconds), "--artifacts", args.artifacts, str(grow),
-                               *extra])
+                               *extra, *(["--tolerate", *args.tolerate] if args.tolerate
+                                         else [])])
         print(f"== {t}: exit status {proc.returncode}", flush=True)
         worst = worst or proc.returncode
         if args.corpus_out is None:
