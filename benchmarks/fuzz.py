@@ -218,7 +218,11 @@ def zip_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     name, body = members[k]
     op = rng.random()
     if op < 0.45:
-        members[k] = (name, _mutate_array(body, rng) or atheris.Mutate(body, len(body) + 256))
+        try:
+            changed = _mutate_array(body, rng)
+        except Exception:  # a mutator's own failure is never the target's crash
+            changed = None
+        members[k] = (name, changed or atheris.Mutate(body, len(body) + 256))
     elif op < 0.8:
         members[k] = (name, atheris.Mutate(body, len(body) + 256))
     elif op < 0.87:
@@ -251,6 +255,8 @@ def _mutate_array(body: bytes, rng) -> bytes | None:
     try:
         a = np.load(io.BytesIO(body), allow_pickle=False)
     except Exception:
+        return None
+    if not isinstance(a, np.ndarray):  # a member that is itself an archive
         return None
     op = rng.randrange(7)
     if a.ndim == 0 and a.dtype.kind == "U":  # the metadata: a JSON document
