@@ -332,7 +332,14 @@ class NpzArchive:
         """Read the data of a member whose header :meth:`member` has checked."""
         try:
             with self._open(member.name) as fp:
-                return np.lib.format.read_array(fp, allow_pickle=False)
+                a = np.lib.format.read_array(fp, allow_pickle=False)
         except _MEMBER_ERRORS as exc:
             raise ValueError(f"{self.where}: corrupt member {member.name} ({exc})") from None
+        if a.dtype.kind == "U" and a.size and (
+                np.ascontiguousarray(a).reshape(-1).view(np.uint32).max() > 0x10FFFF):
+            # NumPy loads UTF-32 code units unchecked; one past Unicode's last code
+            # point makes str() of the element raise SystemError
+            raise ValueError(f"{self.where}: member {member.name} holds text that is not "
+                             "Unicode (a code point beyond U+10FFFF)")
+        return a
 

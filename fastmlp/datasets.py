@@ -646,6 +646,9 @@ def _load_sparse_npz(path: Path, npz: NpzArchive, max_bytes: int, target: str) -
     n, d = (int(v) for v in arrays["shape"])
     if n < 0 or d < 0:
         raise ValueError(f"{path}: negative shape {(n, d)}")
+    if 8 * (max(n, d) + 1) > max_bytes:  # scipy's conversion allocates an indptr that long
+        raise ValueError(f"{path}: shape {(n, d)} needs index arrays of more than max_bytes="
+                         f"{max_bytes} bytes; pass a larger max_bytes if you trust the file")
     data = arrays["data"]
     try:
         if fmt == "coo":

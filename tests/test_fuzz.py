@@ -24,10 +24,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "benchmarks" / "fuzz.py"
 SECONDS = 20
-# Exceptions of known defects the fuzzer found, each pinned by a strict xfail test below
-# (test_fuzz_found_*): taken as clean refusals here so that CI fails on new crashes
-# only. When a fix lands, its xfail test passes and fails strictly: then drop it here.
-KNOWN_DEFECTS = ["MemoryError", "SystemError"]
+# Exceptions of known defects the fuzzer found but not yet fixed, taken as clean refusals
+# so that CI fails on new crashes only (each pinned by a strict xfail test_fuzz_found_*).
+# None now: the huge COO shape and the text beyond U+10FFFF are ValueErrors.
+KNOWN_DEFECTS: list[str] = []
 
 
 @pytest.mark.parametrize("target", ["model", "csv", "npz", "svmlight"])
@@ -35,7 +35,8 @@ def test_fuzz_target_never_crashes(target, tmp_path):
     pytest.importorskip("atheris", reason="coverage-guided fuzzing needs atheris (Linux wheels)")
     proc = subprocess.run(
         [sys.executable, str(FUZZ), target, "--seconds", str(SECONDS),
-         "--artifacts", str(tmp_path), "-seed=1", "--tolerate", *KNOWN_DEFECTS],
+         "--artifacts", str(tmp_path), "-seed=1",
+         *(["--tolerate", *KNOWN_DEFECTS] if KNOWN_DEFECTS else [])],
         capture_output=True, text=True, timeout=SECONDS + 240, cwd=tmp_path,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
@@ -67,10 +68,6 @@ def _npz_bad_unicode_y(path):
     np.savez(path, X=np.ones((2, 1)), y=_bad_unicode(2))
 
 
-_UNICODE_XFAIL = pytest.mark.xfail(strict=True, raises=SystemError, reason=(
-    "a '<U' member with code points beyond U+10FFFF: str() of an element raises "
-    "SystemError (found by fuzzing; the fix belongs in fastmlp/, outside these tests)"))
-
 # Each input a fuzzing run stopped on, as a regular test: a clean ValueError naming the file.
 FOUND = [
     # csv target, its first 20 s run and the 150 s run: a header row wider than the data
@@ -81,17 +78,13 @@ FOUND = [
     # npz target, the 150 s run (crash-0517f35b...): a sparse COO archive whose shape
     # claims 2**54 rows raised MemoryError (10**9 rows would allocate 8 GB): the shape
     # is not bounded by max_bytes before scipy converts the matrix
-    pytest.param("huge_coo.npz", _huge_coo, {}, id="npz-coo-huge-row-count",
-                 marks=pytest.mark.xfail(strict=True, raises=MemoryError, reason=(
-                     "datasets._load_sparse_npz: the COO/CSC shape is not bounded before "
-                     "tocsr() allocates indptr (found by fuzzing; the fix belongs in "
-                     "fastmlp/, outside these tests)"))),
+    pytest.param("huge_coo.npz", _huge_coo, {}, id="npz-coo-huge-row-count"),
     # npz target, the 120 s run on the working tree (crash-c3e54513...): y of dtype <U
     # holding code points beyond U+10FFFF gave SystemError in datasets._values/_labels
     pytest.param("bad_unicode_y.npz", _npz_bad_unicode_y, {"target": "values"},
-                 id="npz-invalid-unicode-y-values", marks=_UNICODE_XFAIL),
+                 id="npz-invalid-unicode-y-values"),
     pytest.param("bad_unicode_y.npz", _npz_bad_unicode_y, {"target": "labels"},
-                 id="npz-invalid-unicode-y-labels", marks=_UNICODE_XFAIL),
+                 id="npz-invalid-unicode-y-labels"),
 ]
 
 
@@ -143,7 +136,6 @@ def test_fuzz_found_model_without_hidden_units(tmp_path):
     save_model(model, tmp_path / "again.npz")
 
 
-@_UNICODE_XFAIL
 def test_fuzz_found_model_with_invalid_unicode_classes(tmp_path):
     # the same defect reached through load_model: classes_ of the seed string-label model
     # replaced by code points beyond U+10FFFF
