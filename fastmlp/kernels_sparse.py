@@ -758,6 +758,34 @@ def update_exact_shares(optimizer_is_adam, param, s1, s2, touched, count, start,
 
 
 @jit
+def _sgd_update_touched_range(param, velocity, touched, t_lo, t_hi, start, ent_row, ent_val, G,
+                              grow, learning_rate, momentum, nesterov, r, rowsq):
+    """:func:`sgd_update_touched` on the touched rows ``touched[t_lo:t_hi]``."""
+    total = 0.0
+    for t in range(t_lo, t_hi):
+        j = touched[t]
+        _grad_row(t, start, ent_row, ent_val, G, grow)
+        sq = K.sgd_update(param[j], grow, velocity[j], learning_rate, momentum, nesterov, r)
+        total += sq - rowsq[j]
+        rowsq[j] = sq
+    return total
+
+
+@jit
+def _adam_update_touched_range(param, m, v, touched, t_lo, t_hi, start, ent_row, ent_val, G,
+                               grow, step_size, beta_1, beta_2, epsilon, r, rowsq):
+    """:func:`adam_update_touched` on the touched rows ``touched[t_lo:t_hi]``."""
+    total = 0.0
+    for t in range(t_lo, t_hi):
+        j = touched[t]
+        _grad_row(t, start, ent_row, ent_val, G, grow)
+        sq = K.adam_update(param[j], grow, m[j], v[j], step_size, beta_1, beta_2, epsilon, r)
+        total += sq - rowsq[j]
+        rowsq[j] = sq
+    return total
+
+
+@jit
 def sgd_update_touched(param, velocity, touched, count, start, ent_row, ent_val, G, grow,
                        learning_rate, momentum, nesterov, reg, rowsq):
     """:func:`sgd_update_rows` on the touched rows, each row's gradient built just before its step.
@@ -768,27 +796,47 @@ def sgd_update_touched(param, velocity, touched, count, start, ent_row, ent_val,
     read or cleared. ``rowsq`` is kept up to date; returns the change of the
     total sum of squares. On the calling thread.
     """
-    r = param.dtype.type(reg)
-    total = 0.0
-    for t in range(count):
-        j = touched[t]
-        _grad_row(t, start, ent_row, ent_val, G, grow)
-        sq = K.sgd_update(param[j], grow, velocity[j], learning_rate, momentum, nesterov, r)
-        total += sq - rowsq[j]
-        rowsq[j] = sq
-    return total
+    return _sgd_update_touched_range(param, velocity, touched, 0, count, start, ent_row,
+                                     ent_val, G, grow, learning_rate, momentum, nesterov,
+                                     param.dtype.type(reg), rowsq)
 
 
 @jit
 def adam_update_touched(param, m, v, touched, count, start, ent_row, ent_val, G, grow,
                         step_size, beta_1, beta_2, epsilon, reg, rowsq):
     """:func:`adam_update_rows` on the touched rows, as :func:`sgd_update_touched` (LazyAdam)."""
+    return _adam_update_touched_range(param, m, v, touched, 0, count, start, ent_row, ent_val,
+                                      G, grow, step_size, beta_1, beta_2, epsilon,
+                                      param.dtype.type(reg), rowsq)
+
+
+@jit(parallel=True)
+def update_touched_shares(optimizer_is_adam, param, s1, s2, touched, count, start, ent_row,
+                          ent_val, G, grows, sqs, hyper, reg, rowsq):
+    """:func:`sgd_update_touched` or :func:`adam_update_touched` with the touched rows in shares.
+
+    Share ``s`` of ``T`` takes a contiguous part of ``touched[:count]``
+    (:func:`fastmlp.solvers.share`'s split) with its own gradient row
+    ``grows[s]``: each row's gradient is built and stepped while it is in cache,
+    as on one thread. The shares' changes of the sum of squares (``sqs``) are
+    added in share order. ``hyper`` as in :func:`update_exact_shares`.
+    """
+    learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon = hyper
+    T = sqs.shape[0]
     r = param.dtype.type(reg)
+    base, extra = divmod(count, T)
+    for s in numba.prange(T):
+        t_lo = s * base + min(s, extra)
+        t_hi = t_lo + base + (1 if s < extra else 0)
+        if optimizer_is_adam:
+            sqs[s] = _adam_update_touched_range(param, s1, s2, touched, t_lo, t_hi, start,
+                                                ent_row, ent_val, G, grows[s], step_size,
+                                                beta_1, beta_2, epsilon, r, rowsq)
+        else:
+            sqs[s] = _sgd_update_touched_range(param, s1, touched, t_lo, t_hi, start, ent_row,
+                                               ent_val, G, grows[s], learning_rate, momentum,
+                                               nesterov, r, rowsq)
     total = 0.0
-    for t in range(count):
-        j = touched[t]
-        _grad_row(t, start, ent_row, ent_val, G, grow)
-        sq = K.adam_update(param[j], grow, m[j], v[j], step_size, beta_1, beta_2, epsilon, r)
-        total += sq - rowsq[j]
-        rowsq[j] = sq
+    for s in range(T):
+        total += sqs[s]
     return total

@@ -211,14 +211,11 @@ def _loss_and_grads_sparse(
 
     The batch is CSR rows ``rows`` (length 0: the CSR's rows in order); ``Y``
     and ``sw`` are its rows already. With ``dense_grad`` the whole ``gW1 =
-    Xᵀ dH1 + reg W1`` is written (full batch, L-BFGS); otherwise, on the lazy
-    path, only the rows ``touched[:count]`` of ``gW1``, without ``reg W1``
-    (which the update folds in), from the entries the caller grouped by feature
-    (:func:`KS.group_by_feature`, buffers ``gb``), when the update runs in
-    threads; on the serial paths ``gW1`` is not written at all: the fused
-    updates build each row of it from ``dH1`` just before its step
-    (:func:`KS.sgd_update_exact`, :func:`KS.sgd_update_touched`). ``fold_l2`` as in
-    :func:`fastmlp.solvers._loss_and_grads`; ``chunks`` is the parallel
+    Xᵀ dH1 + reg W1`` is written (full batch, L-BFGS); otherwise ``gW1`` is not
+    written at all: the epoch's updates build each touched row of it from
+    ``dH1`` and the entries grouped by feature (``gb``) just before its step
+    (:func:`KS.sgd_update_exact`, :func:`KS.update_touched_shares`, ...).
+    ``fold_l2`` as in :func:`fastmlp.solvers._loss_and_grads`; ``chunks`` is the parallel
     ``dW1`` kernel's column split (the thread count). Returns the batch loss.
     """
     Yb, swb, H1a, H2a, Za, dZa, dH1a, gW1, gb1, gW2, gb2, W2t, order, marker, touched = ws
@@ -246,13 +243,6 @@ def _loss_and_grads_sparse(
         else:
             KS.sparse_weight_grad_dense_serial(data, indices, indptr, rows, dH1, W1, reg, 1,
                                                gW1)
-    elif LAZY and PARALLEL:  # (the serial lazy update builds its rows itself)
-        start, ent_row, ent_val = gb[1], gb[2], gb[3]
-        if PARALLEL:
-            KS.sparse_weight_grad_grouped(touched, count, start, ent_row, ent_val, dH1, gW1)
-        else:
-            KS.sparse_weight_grad_grouped_serial(touched, count, start, ent_row, ent_val, dH1,
-                                                 gW1)
     return loss
 
 
@@ -361,15 +351,11 @@ def _epoch_sparse(
             loss += 0.5 * alpha * scale * sq
         reg = alpha * scale
         if LAZY and PARALLEL:
-            # threads over the touched rows of gW1 (written by the grouped gradient)
-            if optimizer == SGD:
-                sqW1 += KS.sgd_update_rows(W1, gW1, state[0], touched, count, learning_rate,
-                                           momentum, nesterov, reg, rowsq, delta)
-            else:
-                sqW1 += KS.adam_update_rows(W1, gW1, state[0], state[4], touched, count,
-                                            step_size, beta_1, beta_2, epsilon, reg, rowsq,
-                                            delta)
-            KS.clear_rows(gW1, touched, count)  # gW1 all zero again (count x H)
+            # the touched rows in shares, one per thread, each row's Xᵀ dH1 built
+            # just before its step (no gW1 to write, read and clear)
+            sqW1 += KS.update_touched_shares(optimizer == ADAM, W1, state[0], state[4], touched,
+                                             count, gstart, ent_row, ent_val, dH1a[:m],
+                                             shares[0], shares[1], hyper, reg, rowsq)
         elif LAZY:
             # each touched row's Xᵀ dH1 built just before its step: no gW1 at all
             dH1 = dH1a[:m]
