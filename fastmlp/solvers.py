@@ -145,6 +145,23 @@ def shuffle(order, seed):
         order[i], order[j] = order[j], order[i]
 
 
+@jit
+def _epoch_order(order, seed, do_shuffle):
+    """Fill ``order`` with the epoch's row order: ``0 .. n-1``, shuffled from ``seed`` if asked."""
+    for i in range(order.shape[0]):
+        order[i] = i
+    if do_shuffle:
+        shuffle(order, seed)
+
+
+@jit
+def _step_size(optimizer, learning_rate, beta_1, beta_2, step):
+    """The step size of update number ``step``: Adam's bias correction folded in (scikit-learn's form)."""
+    if optimizer == ADAM:
+        return learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+    return learning_rate
+
+
 # ------------------------------------------------------------ forward and backward
 # _forward, _loss_and_grads, _loss_and_grads_t, _epoch and _forward_proba read
 # two constants, USE_BLAS (np.dot in compiled code, or the Numba loops) and
@@ -382,10 +399,7 @@ def _epoch(
     Xb, Yb, swb, _, _, _, _, _, gW1, gb1, gW2, gb2, order = ws
     W1t, W2t, gW1t, gW2t, _, _, _, _, s1W1t, s1W2t, s2W1t, s2W2t = wt
     n = X.shape[0]
-    for i in range(n):
-        order[i] = i
-    if do_shuffle:
-        shuffle(order, seed)
+    _epoch_order(order, seed, do_shuffle)
     if not USE_BLAS:
         # weights and their optimizer state transposed for the whole epoch
         K.transpose_serial(W1, order[:0], W1t)
@@ -419,10 +433,7 @@ def _epoch(
             wsum += swm[r]
         scale = 1.0 / wsum if wsum > 0 else 0.0
         step += 1
-        step_size = learning_rate
-        if optimizer == ADAM:
-            # Adam's bias correction folded into the step size (scikit-learn's form)
-            step_size = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+        step_size = _step_size(optimizer, learning_rate, beta_1, beta_2, step)
         hyper = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)
         if USE_BLAS:
             if do_shuffle:
@@ -635,10 +646,7 @@ def _epoch_shares(X, Y, sw, params, state, ws, shares, batch_size, seed, do_shuf
     gb1p, gb2p, lossp, sqp = shares
     T = lossp.shape[0]
     n = X.shape[0]
-    for i in range(n):
-        order[i] = i
-    if do_shuffle:
-        shuffle(order, seed)
+    _epoch_order(order, seed, do_shuffle)
     sq = 0.0
     if alpha != 0:
         sq = _sum_squares(W1) + _sum_squares(W2)
@@ -654,9 +662,7 @@ def _epoch_shares(X, Y, sw, params, state, ws, shares, batch_size, seed, do_shuf
             wsum += w
         scale = 1.0 / wsum if wsum > 0 else 0.0
         step += 1
-        step_size = learning_rate
-        if optimizer == ADAM:
-            step_size = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+        step_size = _step_size(optimizer, learning_rate, beta_1, beta_2, step)
         upd = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)
         Xg = X if do_shuffle else X[start:stop]
         Yg = Y if do_shuffle else Y[start:stop]

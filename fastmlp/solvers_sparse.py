@@ -69,9 +69,10 @@ from .solvers import (
     _l2_terms,
     _output_block,
     _output_loss,
+    _epoch_order,
+    _step_size,
     _sum_squares,
     _update,
-    shuffle,
 )
 
 
@@ -291,10 +292,7 @@ def _epoch_sparse(
     slot, gstart, ent_row, ent_val, grow = gb  # (start is the batch loop's)
     n = Y.shape[0]
     D = W1.shape[0]
-    for i in range(n):
-        order[i] = i
-    if do_shuffle:
-        shuffle(order, seed)
+    _epoch_order(order, seed, do_shuffle)
     lazy_sgd = LAZY and optimizer == SGD
     n_steps = 0
     sqW1 = 0.0
@@ -328,9 +326,7 @@ def _epoch_sparse(
             wsum += swm[r]
         scale = 1.0 / wsum if wsum > 0 else 0.0
         step += 1
-        step_size = learning_rate
-        if optimizer == ADAM:
-            step_size = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+        step_size = _step_size(optimizer, learning_rate, beta_1, beta_2, step)
         hyper = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)
         count = KS.group_by_feature(data, indices, indptr, rows, marker, slot, touched, gstart,
                                     ent_row, ent_val)

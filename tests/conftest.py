@@ -1,7 +1,9 @@
-"""Shared fixtures: a seeded generator and a small random two-layer problem."""
+"""Shared fixtures: a seeded generator, a small random two-layer problem, a small tmpfs."""
 
 from __future__ import annotations
 
+import subprocess
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,3 +51,24 @@ def rng():
 def make_problem():
     """``make_problem(n, D, H, C, dtype=np.float64, seed=0) -> Problem``."""
     return _make_problem
+
+
+def mount_tmpfs(where, size):
+    """Mount a tmpfs of ``size`` (e.g. "200k") at folder ``where``; skip the test if not allowed.
+
+    Returns a namespace with ``path``, ``remount(opts)`` and ``unmount()``.
+    """
+    try:
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                              capture_output=True, text=True, timeout=30)
+    except OSError as exc:
+        pytest.skip(f"cannot run mount: {exc}")
+    if proc.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not allowed here: {proc.stderr.strip()}")
+    return types.SimpleNamespace(
+        path=where,
+        remount=lambda opts: subprocess.run(["mount", "-o", f"remount,{opts}", str(where)],
+                                            check=True, timeout=30),
+        unmount=lambda: subprocess.run(["umount", "-l", str(where)], capture_output=True,
+                                       timeout=30),
+    )

@@ -24,6 +24,8 @@ import warnings
 import numpy as np
 import pytest
 
+from conftest import mount_tmpfs
+
 from fastmlp import __main__ as cli
 from fastmlp import bench, datasets
 from fastmlp._files import TEMP_SUFFIX, atomic_write
@@ -95,19 +97,11 @@ def small_disk(tmp_path):
     """A 200 KB tmpfs at ``tmp_path / 'disk'``, unmounted afterwards."""
     where = tmp_path / "disk"
     where.mkdir()
-    try:
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(where)],
-                              capture_output=True, text=True, timeout=30)
-    except OSError as exc:
-        pytest.skip(f"cannot run mount: {exc}")
-    if proc.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not allowed here: {proc.stderr.strip()}")
-    disk = types.SimpleNamespace(path=where, remount=lambda opts: subprocess.run(
-        ["mount", "-o", f"remount,{opts}", str(where)], check=True, timeout=30))
+    disk = mount_tmpfs(where, "200k")
     try:
         yield disk
     finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+        disk.unmount()
 
 
 def fill(folder, leave=4096):

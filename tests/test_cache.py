@@ -15,6 +15,8 @@ import textwrap
 import numba
 import pytest
 
+from conftest import mount_tmpfs
+
 from fastmlp import kernels as K
 from fastmlp import solvers as S
 
@@ -383,13 +385,7 @@ def test_a_full_disk_says_so_and_removes_nothing(tmp_path):
     # "damaged entry", no index left naming a data file that was never written
     disk = tmp_path / "disk"
     disk.mkdir()
-    try:
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
-                              capture_output=True, text=True, timeout=30)
-    except OSError as exc:
-        pytest.skip(f"cannot run mount: {exc}")
-    if proc.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not allowed here: {proc.stderr.strip()}")
+    mounted = mount_tmpfs(disk, "64k")
     try:
         env = dict(os.environ, NUMBA_CACHE_DIR=str(disk))
         runs = [subprocess.run([sys.executable, "-c", _FIT_ON_A_FULL_DISK], capture_output=True,
@@ -405,4 +401,4 @@ def test_a_full_disk_says_so_and_removes_nothing(tmp_path):
                 stem = index[: -len(".nbi")]
                 assert any(f.startswith(stem + ".") and f.endswith(".nbc") for f in names), index
     finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=30)
+        mounted.unmount()

@@ -14,7 +14,7 @@ import textwrap
 import numba
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from fastmlp import kernels as K
 
@@ -473,6 +473,30 @@ def test_serial_twin_does_not_load_parallel_build_from_cache(tmp_path):
 
 
 # (the regression losses are tested against NumPy in tests/test_regressor.py)
+@pytest.mark.parametrize("dt", (np.float32, np.float64))
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (7, 5, 3), (37, 9, 50), (64, 100, 784), (3, 0, 4),
+                                   (0, 3, 4), (4, 3, 0)])
+def test_gemm_matches_numpy_with_transposes_blocks_and_beta(dt, m, n, k):
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(m, k + 20)).astype(dt)[:, 5:5 + k]  # a block of columns, in place
+    At = np.ascontiguousarray(A.T)
+    B = rng.normal(size=(k, n)).astype(dt)
+    Bt = np.ascontiguousarray(B.T)
+    ref = A.astype(np.float64) @ B
+    # a sum of k products in the working dtype: its rounding grows with k
+    tol = dict(rtol=2e-4 if dt is np.float32 else 1e-10, atol=10 * max(k, 1) * np.finfo(dt).eps)
+    for a, ta in ((A, False), (At, True)):
+        for b, tb in ((B, False), (Bt, True)):
+            out = np.full((m, n), np.nan, dt)
+            K.gemm(a, b, out, ta, tb)
+            assert_allclose(out, ref, **tol)
+    wide = np.ones((m, n + 9), dt)
+    K.gemm(A, B, wide[:, 4:4 + n], False, False, 1.0)  # accumulate into a block
+    assert_allclose(wide[:, 4:4 + n], ref + 1, **tol)
+    assert_array_equal(wide[:, :4], 1)
+    assert_array_equal(wide[:, 4 + n:], 1)
+
+
 TESTED = set(
     """
     linear_forward linear_forward_serial linear_forward_blas relu_forward relu_forward_serial
@@ -485,7 +509,7 @@ TESTED = set(
     hidden_backward_t hidden_backward_t_serial hidden_backward_bias_t add_scaled
     sgd_update adam_update gather_rows activation_backward_bias
     identity_squared_error identity_squared_error_serial exp_poisson_deviance
-    exp_poisson_deviance_serial
+    exp_poisson_deviance_serial gemm
     """.split()
 )
 

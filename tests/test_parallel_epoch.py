@@ -12,7 +12,6 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 
 from fastmlp import _jit, reference
-from fastmlp import kernels as K
 from fastmlp import solvers as S
 from fastmlp import solvers_sparse as SS
 
@@ -32,30 +31,6 @@ def _problem(n, D, H, C, dt, seed=0):
     params = ((rng.normal(size=(D, H)) * 0.3).astype(dt), (rng.normal(size=H) * 0.1).astype(dt),
               (rng.normal(size=(H, C)) * 0.3).astype(dt), (rng.normal(size=C) * 0.1).astype(dt))
     return X, Y, sw, params
-
-
-@pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (7, 5, 3), (37, 9, 50), (64, 100, 784), (3, 0, 4),
-                                   (0, 3, 4), (4, 3, 0)])
-def test_gemm_matches_numpy_with_transposes_blocks_and_beta(dt, m, n, k):
-    rng = np.random.default_rng(1)
-    A = rng.normal(size=(m, k + 20)).astype(dt)[:, 5:5 + k]  # a block of columns, in place
-    At = np.ascontiguousarray(A.T)
-    B = rng.normal(size=(k, n)).astype(dt)
-    Bt = np.ascontiguousarray(B.T)
-    ref = A.astype(np.float64) @ B
-    # a sum of k products in the working dtype: its rounding grows with k
-    tol = dict(rtol=TOL[dt]["rtol"], atol=10 * max(k, 1) * np.finfo(dt).eps)
-    for a, ta in ((A, False), (At, True)):
-        for b, tb in ((B, False), (Bt, True)):
-            out = np.full((m, n), np.nan, dt)
-            K.gemm(a, b, out, ta, tb)
-            assert_allclose(out, ref, **tol)
-    wide = np.ones((m, n + 9), dt)
-    K.gemm(A, B, wide[:, 4:4 + n], False, False, 1.0)  # accumulate into a block
-    assert_allclose(wide[:, 4:4 + n], ref + 1, **tol)
-    assert_array_equal(wide[:, :4], 1)
-    assert_array_equal(wide[:, 4 + n:], 1)
 
 
 def test_shares_cover_the_range_in_order_and_respect_the_alignment():
