@@ -39,7 +39,6 @@ import warnings
 import numpy as np
 
 from fastmlp import bench as B
-from fastmlp import solvers as S
 
 
 def _ms(x):

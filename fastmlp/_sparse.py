@@ -29,7 +29,7 @@ _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 
 def _index_array(a, what, name):
-    """``a`` as a 1-D int32 or int64 array, refused (``ValueError``) otherwise.
+    """Return ``a`` as a 1-D int32 or int64 array; refuse anything else (``ValueError``).
 
     Decided on the dtype alone, before any conversion: an unsigned array (whose
     values a ``< 0`` test never catches, and which may not fit int64) or another
@@ -189,7 +189,7 @@ def _check_lil(X, n, name):
 
 
 def _dia_to_coo(X, n, D, name):
-    """The COO arrays of a DIA matrix, made in NumPy (scipy's ``dia_tocsr`` trusts its arrays).
+    """Return the COO arrays of a DIA matrix, made in NumPy (scipy's ``dia_tocsr`` trusts them).
 
     Explicit zeros are dropped, as scipy's conversions of DIA do.
     """

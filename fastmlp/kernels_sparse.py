@@ -643,7 +643,7 @@ def _adam_decay_flat(p, m, v, step_size, beta_1, beta_2, epsilon, r):
 @jit
 def _sgd_update_exact_rows(param, velocity, touched, t_lo, t_hi, row_lo, row_hi, start, ent_row,
                            ent_val, G, grow, learning_rate, momentum, nesterov, r):
-    """:func:`sgd_update_exact` on rows ``row_lo:row_hi``, whose touched ones are ``touched[t_lo:t_hi]``."""
+    """:func:`sgd_update_exact` on rows ``row_lo:row_hi`` (touched: ``touched[t_lo:t_hi]``)."""
     H = param.shape[1]
     pf = param.reshape(-1)
     vf = velocity.reshape(-1)

@@ -156,7 +156,10 @@ def _epoch_order(order, seed, do_shuffle):
 
 @jit
 def _step_size(optimizer, learning_rate, beta_1, beta_2, step):
-    """The step size of update number ``step``: Adam's bias correction folded in (scikit-learn's form)."""
+    """Return the step size of update number ``step``.
+
+    For Adam its bias correction is folded in (scikit-learn's form).
+    """
     if optimizer == ADAM:
         return learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
     return learning_rate

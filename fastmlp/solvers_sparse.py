@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import contextlib
 
-import numba
 import numpy as np
 
 from . import _jit, _sparse
@@ -66,10 +65,10 @@ from .solvers import (
     ADAM,
     OUTPUT_CODES,
     SGD,
+    _epoch_order,
     _l2_terms,
     _output_block,
     _output_loss,
-    _epoch_order,
     _step_size,
     _sum_squares,
     _update,
