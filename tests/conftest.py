@@ -53,22 +53,32 @@ def make_problem():
     return _make_problem
 
 
-def mount_tmpfs(where, size):
-    """Mount a tmpfs of ``size`` (e.g. "200k") at folder ``where``; skip the test if not allowed.
+@pytest.fixture
+def tmpfs():
+    """``tmpfs(where, size)``: mount a tmpfs of ``size`` (e.g. "200k") at folder ``where``.
 
-    Returns a namespace with ``path``, ``remount(opts)`` and ``unmount()``.
+    Skips the test where mounting is not allowed; unmounts after the test. Returns
+    a namespace with ``path`` and ``remount(opts)``.
     """
-    try:
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                              capture_output=True, text=True, timeout=30)
-    except OSError as exc:
-        pytest.skip(f"cannot run mount: {exc}")
-    if proc.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not allowed here: {proc.stderr.strip()}")
-    return types.SimpleNamespace(
-        path=where,
-        remount=lambda opts: subprocess.run(["mount", "-o", f"remount,{opts}", str(where)],
-                                            check=True, timeout=30),
-        unmount=lambda: subprocess.run(["umount", "-l", str(where)], capture_output=True,
-                                       timeout=30),
-    )
+    mounted = []
+
+    def mount(where, size):
+        try:
+            proc = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                capture_output=True, text=True, timeout=30,
+            )
+        except OSError as exc:
+            pytest.skip(f"cannot run mount: {exc}")
+        if proc.returncode != 0:
+            pytest.skip(f"mounting a tmpfs is not allowed here: {proc.stderr.strip()}")
+        mounted.append(where)
+        return types.SimpleNamespace(
+            path=where,
+            remount=lambda opts: subprocess.run(["mount", "-o", f"remount,{opts}", str(where)],
+                                                check=True, timeout=30),
+        )
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)

@@ -24,8 +24,6 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import mount_tmpfs
-
 from fastmlp import __main__ as cli
 from fastmlp import bench, datasets
 from fastmlp._files import TEMP_SUFFIX, atomic_write
@@ -93,15 +91,11 @@ def test_atomic_write_writes_through_a_symbolic_link(tmp_path):
 
 # ------------------------------------------------------------ a full, read-only disk
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(tmp_path, tmpfs):
     """A 200 KB tmpfs at ``tmp_path / 'disk'``, unmounted afterwards."""
     where = tmp_path / "disk"
     where.mkdir()
-    disk = mount_tmpfs(where, "200k")
-    try:
-        yield disk
-    finally:
-        disk.unmount()
+    return tmpfs(where, "200k")
 
 
 def fill(folder, leave=4096):

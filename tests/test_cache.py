@@ -15,8 +15,6 @@ import textwrap
 import numba
 import pytest
 
-from conftest import mount_tmpfs
-
 from fastmlp import kernels as K
 from fastmlp import solvers as S
 
@@ -380,25 +378,22 @@ for w in caught:
 """
 
 
-def test_a_full_disk_says_so_and_removes_nothing(tmp_path):
+def test_a_full_disk_says_so_and_removes_nothing(tmp_path, tmpfs):
     # a cache that cannot grow is not damaged: one warning naming the cause, no
     # "damaged entry", no index left naming a data file that was never written
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = mount_tmpfs(disk, "64k")
-    try:
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(disk))
-        runs = [subprocess.run([sys.executable, "-c", _FIT_ON_A_FULL_DISK], capture_output=True,
-                               text=True, timeout=900, env=env) for _ in range(2)]
-        for r in runs:
-            assert r.returncode == 0, r.stderr[-2000:]
-            lines = [line for line in r.stdout.splitlines() if line.startswith("WARNING")]
-            assert len(lines) == 1, r.stdout
-            assert "No space left on device" in lines[0] and "damaged" not in lines[0]
-        for root, _, files in os.walk(disk):
-            names = set(files)
-            for index in (f for f in files if f.endswith(".nbi")):
-                stem = index[: -len(".nbi")]
-                assert any(f.startswith(stem + ".") and f.endswith(".nbc") for f in names), index
-    finally:
-        mounted.unmount()
+    tmpfs(disk, "64k")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(disk))
+    runs = [subprocess.run([sys.executable, "-c", _FIT_ON_A_FULL_DISK], capture_output=True,
+                           text=True, timeout=900, env=env) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr[-2000:]
+        lines = [line for line in r.stdout.splitlines() if line.startswith("WARNING")]
+        assert len(lines) == 1, r.stdout
+        assert "No space left on device" in lines[0] and "damaged" not in lines[0]
+    for _root, _, files in os.walk(disk):
+        names = set(files)
+        for index in (f for f in files if f.endswith(".nbi")):
+            stem = index[: -len(".nbi")]
+            assert any(f.startswith(stem + ".") and f.endswith(".nbc") for f in names), index
