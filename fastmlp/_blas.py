@@ -1,11 +1,10 @@
 """The thread count of the BLAS that fastmlp's compiled code calls.
 
 Numba's ``np.dot`` runs scipy's BLAS (``scipy.linalg.cython_blas``), which
-brings its own thread pool. On a small problem (digits: 200 x 64 x 100 per
-batch) waking a second BLAS thread for every product costs more than it
-saves: a digits epoch took 1.0 ms with one BLAS thread and 1.4 ms with two
-on these 2-core machines. So small problems run with one BLAS thread and
-large ones with the process's own count (or the estimator's ``n_threads``).
+brings its own thread pool. The estimators run every product with one BLAS
+thread: a small problem gains nothing from a second one, and a large one is
+split into shares of rows that each run on their own thread
+(``solvers.kernel_options``), each share calling one-thread BLAS.
 
 Two facts shape this module:
 

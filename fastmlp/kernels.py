@@ -18,12 +18,13 @@ API) runs one kernel per node::
     dH1 --bias_grad--> db1     X, dH1 --weight_grad--> dW1     dH1 --input_grad--> dX
 
 The compiled epoch (``fastmlp.solvers``) runs fused variants of the same nodes.
-Its matrix products come in two paths, chosen per shape by timing when a batch has
-enough work (``solvers.kernel_options``; tiny batches take BLAS on one thread):
+Its matrix products are one-thread BLAS calls: ``np.dot`` inside compiled code
+(``*_blas``), or ``gemm`` (the same BLAS with leading dimensions of our own, so the
+data-parallel epoch reads a block of a matrix's columns in place). A second path of
 Numba loops (``matmul_nt``, a register-blocked ``A Btᵀ`` with the minibatch gather
 fused in, on weights kept transposed for the epoch, with ``hidden_backward_bias_t``
-building ``dH1`` row by row and summing ``db1`` on the way), or BLAS reached through
-``np.dot`` inside compiled code (``*_blas``). The weight updates (``sgd_update``,
+building ``dH1`` row by row and summing ``db1`` on the way) is compiled and tested
+but not chosen by the estimators (``solvers.kernel_options``). The weight updates (``sgd_update``,
 ``adam_update``) take the L2 term and return the new sum of squares, so an epoch
 makes no separate pass for either. ``linear_forward``, ``weight_grad``,
 ``input_grad`` and ``hidden_backward`` are the plain loop forms of the same
