@@ -85,6 +85,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastmlp import bench_sparse as bs
+from fastmlp.bench import _cpu_model
 
 HIDDEN = bs.HIDDEN  # 100
 BATCH = bs.BATCH  # 200
@@ -313,15 +314,6 @@ def fasttext_missing() -> str | None:
 
 
 # ------------------------------------------------------------------ the run
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine() -> dict:
