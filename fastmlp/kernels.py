@@ -49,6 +49,23 @@ ACTIVATION_CODES = {"relu": RELU, "tanh": TANH, "logistic": LOGISTIC, "identity"
 _COLUMN_BLOCK = 16
 
 
+# ---------------------------------------------------------------- shares of a loop
+@jit
+def share(n, n_shares, t, align=1):
+    """``(lo, hi)``: the ``t``-th of ``n_shares`` contiguous parts of ``range(n)``.
+
+    Parts are as equal as ``align`` allows (every boundary but the last a multiple
+    of it, so shares of a row of floats start on their own cache line). The split
+    is a function of ``n``, ``n_shares`` and ``align`` alone: which thread runs a
+    share never changes what it computes.
+    """
+    units = (n + align - 1) // align
+    base, extra = divmod(units, n_shares)
+    lo = (t * base + min(t, extra)) * align
+    hi = lo + (base + (1 if t < extra else 0)) * align
+    return min(lo, n), min(hi, n)
+
+
 # ------------------------------------------------------------------ memory hints
 def _prefetch_python(a, j):
     """Hint that ``a[j]`` will be read soon (plain Python: does nothing)."""

@@ -719,8 +719,7 @@ def adam_update_exact(param, m, v, touched, count, start, ent_row, ent_val, G, g
 @jit
 def _row_share(D, T, s, touched, count):
     """Rows ``(row_lo, row_hi)`` of share ``s`` of ``T`` and their touched span ``(t_lo, t_hi)``."""
-    row_lo = (s * D) // T
-    row_hi = ((s + 1) * D) // T
+    row_lo, row_hi = K.share(D, T, s)
     t_lo = np.searchsorted(touched[:count], row_lo)
     t_hi = np.searchsorted(touched[:count], row_hi)
     return row_lo, row_hi, t_lo, t_hi
@@ -731,7 +730,7 @@ def update_exact_shares(optimizer_is_adam, param, s1, s2, touched, count, start,
                         ent_val, G, grows, sqs, hyper, reg):
     """:func:`sgd_update_exact` or :func:`adam_update_exact` with W1's rows in ``T`` shares.
 
-    Share ``s`` steps rows ``s D / T`` to ``(s + 1) D / T`` (its touched rows
+    Share ``s`` steps the rows :func:`fastmlp.kernels.share` gives it (its touched rows
     found by binary search in the increasing ``touched``) with its own gradient
     row ``grows[s]``; the shares' sums of squares ``sqs`` are added in share
     order. ``hyper`` is ``(learning_rate, momentum, nesterov, step_size, beta_1,
@@ -816,7 +815,7 @@ def update_touched_shares(optimizer_is_adam, param, s1, s2, touched, count, star
     """:func:`sgd_update_touched` or :func:`adam_update_touched` with the touched rows in shares.
 
     Share ``s`` of ``T`` takes a contiguous part of ``touched[:count]``
-    (:func:`fastmlp.solvers.share`'s split) with its own gradient row
+    (:func:`fastmlp.kernels.share`'s split) with its own gradient row
     ``grows[s]``: each row's gradient is built and stepped while it is in cache,
     as on one thread. The shares' changes of the sum of squares (``sqs``) are
     added in share order. ``hyper`` as in :func:`update_exact_shares`.
@@ -824,10 +823,8 @@ def update_touched_shares(optimizer_is_adam, param, s1, s2, touched, count, star
     learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon = hyper
     T = sqs.shape[0]
     r = param.dtype.type(reg)
-    base, extra = divmod(count, T)
     for s in numba.prange(T):
-        t_lo = s * base + min(s, extra)
-        t_hi = t_lo + base + (1 if s < extra else 0)
+        t_lo, t_hi = K.share(count, T, s)
         if optimizer_is_adam:
             sqs[s] = _adam_update_touched_range(param, s1, s2, touched, t_lo, t_hi, start,
                                                 ent_row, ent_val, G, grows[s], step_size,

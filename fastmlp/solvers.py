@@ -165,6 +165,17 @@ def _step_size(optimizer, learning_rate, beta_1, beta_2, step):
     return learning_rate
 
 
+@jit
+def _batch_weights(sw, rows, swb):
+    """``swb[r] = sw[rows[r]]`` for a batch's rows; return their sum and its inverse (0 for 0)."""
+    wsum = 0.0  # float64, whatever the working dtype
+    for r in range(rows.shape[0]):
+        w = sw[rows[r]]
+        swb[r] = w
+        wsum += w
+    return wsum, (1.0 / wsum if wsum > 0 else 0.0)
+
+
 # ------------------------------------------------------------ forward and backward
 # _forward, _loss_and_grads, _loss_and_grads_t, _epoch and _forward_proba read
 # two constants, USE_BLAS (np.dot in compiled code, or the Numba loops) and
@@ -427,14 +438,9 @@ def _epoch(
         m = stop - start
         rows = order[start:stop]
         _gather_rows(Y, rows, Yb)
-        for r in range(m):
-            swb[r] = sw[rows[r]]
+        wsum, scale = _batch_weights(sw, rows, swb)
         Ym = Yb[:m]
         swm = swb[:m]
-        wsum = 0.0
-        for r in range(m):
-            wsum += swm[r]
-        scale = 1.0 / wsum if wsum > 0 else 0.0
         step += 1
         step_size = _step_size(optimizer, learning_rate, beta_1, beta_2, step)
         hyper = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)
@@ -476,22 +482,6 @@ def _epoch(
 
 
 # ------------------------------------------------- the epoch, data-parallel over the batch
-@jit
-def share(n, n_shares, t, align=1):
-    """``(lo, hi)``: the ``t``-th of ``n_shares`` contiguous parts of ``range(n)``.
-
-    Parts are as equal as ``align`` allows (every boundary but the last a multiple
-    of it, so shares of a row of floats start on their own cache line). The split
-    is a function of ``n``, ``n_shares`` and ``align`` alone: which thread runs a
-    share never changes what it computes.
-    """
-    units = (n + align - 1) // align
-    base, extra = divmod(units, n_shares)
-    lo = (t * base + min(t, extra)) * align
-    hi = lo + (base + (1 if t < extra else 0)) * align
-    return min(lo, n), min(hi, n)
-
-
 # 16 float32 (8 float64) fill a 64-byte cache line: W1's rows and Xb's columns are
 # split on such boundaries so two threads never write one line
 _ALIGN = 16
@@ -549,18 +539,18 @@ def _share_grads(Xm, dH1, H2, dZ, params, grads, partial, reg, t, T):
     gb1p, gb2p = partial
     D, H = W1.shape
     C = W2.shape[1]
-    d0, d1 = share(D, T, t, _ALIGN)
+    d0, d1 = K.share(D, T, t, _ALIGN)
     if d1 > d0:
         K.gemm(Xm[:, d0:d1], dH1, gW1[d0:d1], True)  # (d1 - d0, H)
         if reg != 0:
             K.add_scaled(gW1[d0:d1], reg, W1[d0:d1])
-    h0, h1 = share(H, T, t)
+    h0, h1 = K.share(H, T, t)
     if h1 > h0:
         K.gemm(H2[:, h0:h1], dZ, gW2[h0:h1], True)  # (h1 - h0, C)
         if reg != 0:
             K.add_scaled(gW2[h0:h1], reg, W2[h0:h1])
         _sum_shares(gb1p, h0, h1, gb1)
-    c0, c1 = share(C, T, t)
+    c0, c1 = K.share(C, T, t)
     _sum_shares(gb2p, c0, c1, gb2)
     return d0, d1, h0, h1, c0, c1
 
@@ -608,7 +598,7 @@ def _loss_and_grads_shares(X, Y, sw, scale, params, alpha, activation, output, w
     T = lossp.shape[0]
     n = X.shape[0]
     for t in numba.prange(T):
-        lo, hi = share(n, T, t)
+        lo, hi = K.share(n, T, t)
         lossp[t] = _share_forward_backward(X, ws[12][:0], False, Y, sw, scale, W1, b1, W2, b2,
                                            activation, output, ws, lo, hi, gb1p[t], gb2p[t])
     loss = 0.0
@@ -658,19 +648,14 @@ def _epoch_shares(X, Y, sw, params, state, ws, shares, batch_size, seed, do_shuf
         stop = min(start + batch_size, n)
         m = stop - start
         rows = order[start:stop]
-        wsum = 0.0
-        for r in range(m):
-            w = sw[rows[r]]
-            swb[r] = w
-            wsum += w
-        scale = 1.0 / wsum if wsum > 0 else 0.0
+        wsum, scale = _batch_weights(sw, rows, swb)
         step += 1
         step_size = _step_size(optimizer, learning_rate, beta_1, beta_2, step)
         upd = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)
         Xg = X if do_shuffle else X[start:stop]
         Yg = Y if do_shuffle else Y[start:stop]
         for t in numba.prange(T):
-            lo, hi = share(m, T, t)
+            lo, hi = K.share(m, T, t)
             lossp[t] = _share_forward_backward(
                 Xg, rows, do_shuffle, Yg, swb, scale, W1, b1, W2, b2, activation, output, ws,
                 lo, hi, gb1p[t], gb2p[t],
@@ -781,26 +766,25 @@ def run_epoch(
     if workspace.full_batch:
         raise ValueError("run_epoch needs a workspace made with full_batch=False")
     dt = X.dtype.type
-    args = (
-        X, Y, sample_weight, params, state, workspace.buffers, workspace.tbuffers,
-        workspace.batch_size, np.uint64(seed), bool(shuffle), ADAM if optimizer == "adam" else SGD,
-        dt(learning_rate), dt(momentum), bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon),
-        int(step), dt(alpha), K.ACTIVATION_CODES[activation], OUTPUT_CODES[output],
-    )
+    opt = ADAM if optimizer == "adam" else SGD
+    act, out = K.ACTIVATION_CODES[activation], OUTPUT_CODES[output]
     if n_shares > 1:
-        codes = (ADAM if optimizer == "adam" else SGD, K.ACTIVATION_CODES[activation],
-                 OUTPUT_CODES[output])
         hyper = (dt(learning_rate), dt(momentum), bool(nesterov), dt(beta_1), dt(beta_2),
                  dt(epsilon), dt(alpha))
         with _compiled_call(True, False, 1), _jit.parallel_threads(n_shares):
             total, new_step = _epoch_shares(
                 X, Y, sample_weight, params, state, workspace.buffers,
                 workspace.shares(n_shares), workspace.batch_size, np.uint64(seed),
-                bool(shuffle), codes, hyper, int(step),
+                bool(shuffle), (opt, act, out), hyper, int(step),
             )
     else:
         with _compiled_call(use_blas, parallel, blas_threads) as run:
-            total, new_step = run._epoch(*args)
+            total, new_step = run._epoch(
+                X, Y, sample_weight, params, state, workspace.buffers, workspace.tbuffers,
+                workspace.batch_size, np.uint64(seed), bool(shuffle), opt, dt(learning_rate),
+                dt(momentum), bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon), int(step),
+                dt(alpha), act, out,
+            )
     weight = float(sample_weight.sum())
     return total / weight if weight > 0 else float("nan"), new_step
 
@@ -932,7 +916,7 @@ def _forward_proba(X, W1, b1, W2, b2, activation, output, block, argmax, check):
 def _forward_proba_shares(X, W1, b1, W2, b2, activation, output, block, argmax, check, T):
     """:func:`_forward_proba` with the rows split into ``T`` shares run side by side.
 
-    Share ``t`` takes its contiguous rows (:func:`share`) in blocks of ``block``
+    Share ``t`` takes its contiguous rows (:func:`fastmlp.kernels.share`) in blocks of ``block``
     with buffers of its own and one-thread BLAS; every row's outputs are what
     :func:`_forward_proba` computes for it, whatever ``T``.
     """
@@ -947,7 +931,7 @@ def _forward_proba_shares(X, W1, b1, W2, b2, activation, output, block, argmax, 
     labels = np.empty(n if argmax else 0, np.int64)
     finite = np.ones(T, np.bool_)
     for t in numba.prange(T):
-        lo, hi = share(n, T, t)
+        lo, hi = K.share(n, T, t)
         ok = not check or _all_finite(X[lo:hi])
         finite[t] = ok
         for start in range(lo, hi if ok else lo, B):

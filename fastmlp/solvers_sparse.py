@@ -65,6 +65,7 @@ from .solvers import (
     ADAM,
     OUTPUT_CODES,
     SGD,
+    _batch_weights,
     _epoch_order,
     _l2_terms,
     _output_block,
@@ -315,15 +316,10 @@ def _epoch_sparse(
         m = stop - start
         rows = order[start:stop]
         for r in range(m):
-            src = rows[r]
-            Yb[r, :] = Y[src, :]
-            swb[r] = sw[src]
+            Yb[r, :] = Y[rows[r], :]
+        wsum, scale = _batch_weights(sw, rows, swb)
         Ym = Yb[:m]
         swm = swb[:m]
-        wsum = 0.0
-        for r in range(m):
-            wsum += swm[r]
-        scale = 1.0 / wsum if wsum > 0 else 0.0
         step += 1
         step_size = _step_size(optimizer, learning_rate, beta_1, beta_2, step)
         hyper = (learning_rate, momentum, nesterov, step_size, beta_1, beta_2, epsilon)

@@ -497,6 +497,18 @@ def test_gemm_matches_numpy_with_transposes_blocks_and_beta(dt, m, n, k):
     assert_array_equal(wide[:, 4 + n:], 1)
 
 
+def test_shares_cover_the_range_in_order_and_respect_the_alignment():
+    for n in (0, 1, 5, 16, 17, 100, 784):
+        for T in (1, 2, 3, 8):
+            for align in (1, 16):
+                parts = [K.share(n, T, t, align) for t in range(T)]
+                assert parts[0][0] == 0 and parts[-1][1] == n
+                for (lo, hi), (lo2, _) in zip(parts, parts[1:], strict=False):
+                    assert lo <= hi == lo2
+                    assert lo % align == 0 or lo == n
+                    assert hi % align == 0 or hi == n
+
+
 TESTED = set(
     """
     linear_forward linear_forward_serial linear_forward_blas relu_forward relu_forward_serial
@@ -509,7 +521,7 @@ TESTED = set(
     hidden_backward_t hidden_backward_t_serial hidden_backward_bias_t add_scaled
     sgd_update adam_update gather_rows activation_backward_bias
     identity_squared_error identity_squared_error_serial exp_poisson_deviance
-    exp_poisson_deviance_serial gemm
+    exp_poisson_deviance_serial gemm share
     """.split()
 )
 

@@ -33,18 +33,6 @@ def _problem(n, D, H, C, dt, seed=0):
     return X, Y, sw, params
 
 
-def test_shares_cover_the_range_in_order_and_respect_the_alignment():
-    for n in (0, 1, 5, 16, 17, 100, 784):
-        for T in (1, 2, 3, 8):
-            for align in (1, 16):
-                parts = [S.share(n, T, t, align) for t in range(T)]
-                assert parts[0][0] == 0 and parts[-1][1] == n
-                for (lo, hi), (lo2, _) in zip(parts, parts[1:], strict=False):
-                    assert lo <= hi == lo2
-                    assert lo % align == 0 or lo == n
-                    assert hi % align == 0 or hi == n
-
-
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

@@ -8,7 +8,8 @@ empty region per batch), timed on Fashion-MNIST (float32, batch 200, 100 hidden)
 """
 import time, statistics, sys, numpy as np, numba
 from fastmlp import bench as B, solvers as S, _jit
-from fastmlp.solvers import share, _share_forward_backward, _share_update, shuffle, _sum_squares, ADAM
+from fastmlp.kernels import share
+from fastmlp.solvers import _share_forward_backward, _share_update, shuffle
 from fastmlp._blas import blas_threads
 
 @numba.njit(parallel=True, nogil=True, fastmath={"nsz","arcp","contract","afn","reassoc"})
